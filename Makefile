@@ -1,0 +1,32 @@
+# Two entry points do all set-up on a fresh Debian machine (root, Python 3.11):
+#   make demo   runs the pipeline on the embedded synthetic default
+#   make test   runs the test suite
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium
+CORES ?= 2
+
+.PHONY: demo test deps venv
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | deps
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
+
+test: venv
+	$(VENV)/bin/python -m pytest -q tests

@@ -1,0 +1,1 @@
+"""hpcdl: a containerized Snakemake pipeline for scientific deep-learning benchmarks."""

@@ -1,0 +1,53 @@
+"""The ``hpcdl`` command: one subcommand per pipeline stage, named like its rule and module.
+
+Each stage module exposes ``add_arguments(parser)`` and ``main(args) -> int``. Only the module of
+the chosen subcommand is imported, so light stages (convert, lists) never pay for torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("hpcdl.synth", "write a deterministic synthetic CosmoFlow-style TFRecord dataset"),
+    "download": ("hpcdl.download", "download (resumable, verified) and extract the real dataset"),
+    "convert": ("hpcdl.convert", "convert TFRecords to .npy pairs or gzip TFRecords (MPI-aware)"),
+    "lists": ("hpcdl.lists", "write the sorted file lists a training run reads"),
+    "model": ("hpcdl.train.model", "print the CosmoFlow layer table and parameter count"),
+    "train": ("hpcdl.train.run", "train CosmoFlow data-parallel with MLPerf HPC logging"),
+    "report": ("hpcdl.report", "render the HTML report of one or more training runs"),
+    "launch-cmd": ("hpcdl.launch", "print the launch command a rule runs for a container runtime"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpcdl",
+        description="CosmoFlow from raw data to a trained, checked and plotted result.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="stages:\n" + "\n".join(f"  {n:<11} {h}" for n, (_, h) in COMMANDS.items()),
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="STAGE", help="stage to run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hpcdl`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        _top_parser().parse_args(argv[:1] or ["--help"])
+        return 2
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"hpcdl {name}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    return int(module.main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
