@@ -3,6 +3,8 @@
 #   make test   runs the test suite
 SHELL := /bin/bash
 VENV := .venv
+# Rules call `hpcdl`, so the virtualenv's bin comes first on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 PY := $(VENV)/bin/python
 APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium
 CORES ?= 2
