@@ -1,0 +1,187 @@
+"""Deterministic synthetic CosmoFlow-style universes, written in the reference TFRecord layout.
+
+Each universe is a log-normal density field in a periodic box, built from a Gaussian random
+field made with FFTs, "evolved" to 4 redshifts and Poisson-sampled into int16 particle counts.
+The 4 unit parameters (each uniform in [-1, 1]) drive statistics a CNN can measure locally:
+
+============  =====================================================================
+``Omega_m``   mean count per voxel (the overall count level)
+``sigma_8``   density contrast (standard deviation of the Gaussian field today)
+``n_s``       spectral slope: ratio of small- to large-scale power (smooth vs grainy)
+``H_0``       growth between redshift channels (how much contrast grows channel to channel)
+============  =====================================================================
+
+Every universe draws from its own ``SeedSequence(seed, spawn_key=(split, index))``, so the
+bytes of a file depend only on the seed, the split and its index, never on the worker count,
+and train and validation never share a random stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hpcdl.atomic import write_text
+from hpcdl.tfrecord_io import encode_example, write_records
+
+SPLITS = ("train", "validation")
+PARAMETERS = ("Omega_m", "sigma_8", "n_s", "H_0")
+CHANNELS = 4
+MIN_CROP = 8
+INT16_MAX = np.iinfo(np.int16).max
+# Parameter → physical knob. Ranges are wide so each statistic is measurable in a 32^3 crop
+# through the Poisson noise, yet stay in a regime where counts rarely reach the int16 limit.
+MEAN_COUNT, MEAN_COUNT_SPREAD = 12.0, 0.9  # nbar = 12 * exp(0.9 * Omega_m): 4.9 .. 29.5
+SIGMA, SIGMA_SPREAD = 0.65, 0.35  # contrast today: 0.30 .. 1.00
+SLOPE, SLOPE_SPREAD = -1.5, 1.0  # P(k) ~ k^slope: -2.5 (smooth) .. -0.5 (nearly white)
+GROWTH, GROWTH_SPREAD = 0.25, 0.15  # contrast drops by exp(-rate) per earlier channel
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate: crop side, samples per split, base seed and worker processes."""
+
+    crop_size: int = 32
+    train: int = 512
+    validation: int = 128
+    seed: int = 1234
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class _Job:
+    split: str
+    index: int
+    crop_size: int
+    seed: int
+    path: Path
+
+
+def file_name(index: int) -> str:
+    """``<subdir>_<universe>_<crop>.tfrecord``, the reference naming (one crop per universe)."""
+    return f"synth_{index:06d}_000.tfrecord"
+
+
+def universe(crop_size: int, seed: int, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Generate one universe: int16 counts ``(n, n, n, 4)`` and its 4 float32 unit parameters."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split), index)))
+    params = rng.uniform(-1.0, 1.0, size=4).astype(np.float32)
+    omega_m, sigma_8, n_s, h_0 = (float(p) for p in params)
+    n = crop_size
+
+    # Gaussian field with P(k) ~ k^slope in a periodic box; the k=0 mode is dropped (zero mean).
+    white = rng.standard_normal((n, n, n), dtype=np.float32)
+    kx = np.fft.fftfreq(n).astype(np.float32)
+    kz = np.fft.rfftfreq(n).astype(np.float32)
+    k2 = kx[:, None, None] ** 2 + kx[None, :, None] ** 2 + kz[None, None, :] ** 2
+    k2[0, 0, 0] = 1.0
+    amplitude = k2 ** np.float32((SLOPE + SLOPE_SPREAD * n_s) / 4.0)  # sqrt(k^slope)
+    amplitude[0, 0, 0] = 0.0
+    field = np.fft.irfftn(np.fft.rfftn(white) * amplitude, s=(n, n, n)).astype(np.float32)
+    # Normalise the realised field so the contrast is set by sigma_8 alone, not by sample variance.
+    field /= field.std()
+
+    sigma_today = SIGMA + SIGMA_SPREAD * sigma_8
+    rate = GROWTH + GROWTH_SPREAD * h_0
+    mean_count = MEAN_COUNT * np.exp(MEAN_COUNT_SPREAD * omega_m)
+    counts = np.empty((n, n, n, CHANNELS), dtype=np.int16)
+    for channel in range(CHANNELS):
+        # Channel 3 is today; each earlier redshift has its contrast reduced by the growth factor.
+        sigma = np.float32(sigma_today * np.exp(-rate * (CHANNELS - 1 - channel)))
+        density = np.exp(sigma * field - sigma * sigma / 2)  # log-normal with unit mean
+        sampled = rng.poisson(mean_count * density.astype(np.float64))
+        counts[..., channel] = np.minimum(sampled, INT16_MAX)
+    return counts, params
+
+
+def _write(job: _Job) -> dict[str, object]:
+    counts, params = universe(job.crop_size, job.seed, job.split, job.index)
+    payload = encode_example({"x": counts.astype("<i2").tobytes(), "y": params})
+    write_records(job.path, [payload], compress=True)
+    return {
+        "file": f"{job.split}/{job.path.name}",
+        "bytes": job.path.stat().st_size,
+        "y": [float(p) for p in params],
+    }
+
+
+def synthesize(out: Path, config: SynthConfig) -> dict[str, object]:
+    """Write ``out/train``, ``out/validation`` and finally ``out/manifest.json``; return the manifest."""
+    if config.crop_size < MIN_CROP:
+        raise ValueError(f"crop size {config.crop_size}: must be at least {MIN_CROP}")
+    if config.train < 0 or config.validation < 0:
+        raise ValueError(f"sample counts must be >= 0 (train={config.train}, validation={config.validation})")
+    start = time.perf_counter()
+    counts = {"train": config.train, "validation": config.validation}
+    jobs = [
+        _Job(split, i, config.crop_size, config.seed, out / split / file_name(i))
+        for split in SPLITS
+        for i in range(counts[split])
+    ]
+    for split in SPLITS:
+        directory = out / split
+        directory.mkdir(parents=True, exist_ok=True)
+        # A rerun with fewer samples must not leave files a file-list glob would pick up.
+        keep = {file_name(i) for i in range(counts[split])}
+        for stale in directory.glob("*.tfrecord"):
+            if stale.name not in keep:
+                stale.unlink()
+    workers = max(1, min(config.workers, len(jobs)))
+    if workers == 1:
+        records = [_write(job) for job in jobs]
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            records = pool.map(_write, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+    manifest: dict[str, object] = {
+        "generator": "hpcdl.synth",
+        "format": "tfrecord-gzip, one tf.train.Example per file: x = int16 (n,n,n,4) raw bytes, y = 4 float32",
+        "parameters": list(PARAMETERS),
+        "crop_size": config.crop_size,
+        "channels": CHANNELS,
+        "seed": config.seed,
+        "splits": {
+            split: [r for r in records if str(r["file"]).startswith(f"{split}/")] for split in SPLITS
+        },
+        "total_bytes": sum(int(r["bytes"]) for r in records),  # type: ignore[call-overload]
+    }
+    write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    manifest["seconds"] = time.perf_counter() - start
+    return manifest
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``hpcdl synth`` options."""
+    defaults = SynthConfig()
+    parser.add_argument("out", type=Path, help="dataset directory (gets train/, validation/, manifest.json)")
+    parser.add_argument("--crop-size", type=int, default=defaults.crop_size,
+                        help=f"side of each cubic crop in voxels, >= {MIN_CROP} (default %(default)s)")
+    parser.add_argument("--train", type=int, default=defaults.train, help="training samples (default %(default)s)")
+    parser.add_argument("--validation", type=int, default=defaults.validation,
+                        help="validation samples (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="base random seed (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="generator processes; the output does not depend on it (default: all cores)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``hpcdl synth``."""
+    config = SynthConfig(args.crop_size, args.train, args.validation, args.seed, args.workers)
+    try:
+        manifest = synthesize(args.out, config)
+    except ValueError as exc:
+        print(f"hpcdl synth: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {config.train} train + {config.validation} validation universes "
+        f"({config.crop_size}^3 x {CHANNELS}, {int(manifest['total_bytes']) / 1e6:.1f} MB) "  # type: ignore[call-overload]
+        f"to {args.out} in {float(manifest['seconds']):.1f} s"  # type: ignore[arg-type]
+    )
+    return 0
