@@ -1,0 +1,1 @@
+"""CosmoFlow training in PyTorch: model, data, schedule, checkpoints, MLPerf HPC logging."""
