@@ -44,12 +44,21 @@ def masked_crc32c(data: bytes | memoryview) -> int:
 def read_file_bytes(path: str | Path) -> memoryview:
     """Return the (decompressed, if gzip) content of a TFRecord file."""
     raw = Path(path).read_bytes()
-    if not raw.startswith(GZIP_MAGIC):
+    if not raw.startswith(GZIP_MAGIC) or _valid_header(raw):
         return memoryview(raw)
     try:
         return memoryview(igzip.decompress(raw))
     except (OSError, EOFError, zlib.error) as exc:
         raise TFRecordError(f"corrupt gzip stream: {exc}") from exc
+
+
+def _valid_header(raw: bytes) -> bool:
+    """True when ``raw`` opens with a CRC-valid record header: an uncompressed file whose first
+    length happens to start with the gzip magic bytes."""
+    if len(raw) < _HEADER.size:
+        return False
+    _, length_crc = _HEADER.unpack_from(raw)
+    return masked_crc32c(memoryview(raw)[:8]) == length_crc
 
 
 def iter_records(buffer: memoryview) -> Iterator[memoryview]:
@@ -156,7 +165,9 @@ def _decode_feature(buf: memoryview) -> FeatureValue:
         values = list(_iter_fields(body))
         if kind == 1:  # BytesList
             items = [v for _, _, v in values]
-            return items[0] if len(items) == 1 else b"".join(bytes(v) for v in items)  # type: ignore[return-value]
+            if len(items) != 1:
+                raise TFRecordError(f"malformed Example: bytes feature holds {len(items)} values, expected 1")
+            return items[0]  # type: ignore[return-value]
         if kind == 2:  # FloatList: packed or not
             chunks = [bytes(v) for _, _, v in values]  # type: ignore[arg-type]
             return np.frombuffer(b"".join(chunks), dtype="<f4").copy()

@@ -1,0 +1,374 @@
+"""Convert a directory of CosmoFlow TFRecords to ``.npy`` pairs or to gzip TFRecords.
+
+``hpcdl convert IN OUT --to npy`` writes, for each ``<name>.tfrecord`` holding one record,
+``<name>_data.npy`` (int16, shape (n, n, n, 4): exactly the bytes of feature ``x``) and
+``<name>_label.npy`` (float32, shape (4,): feature ``y``). A file holding K > 1 records gives
+``<name>_<k>_data.npy`` / ``<name>_<k>_label.npy`` for k = 0 .. K-1, in record order.
+``--to gzip`` writes ``<name>.tfrecord``: the same Example payloads, re-framed and gzip-compressed.
+
+Every record's framing CRC32C (length and data) is verified and every Example is checked against
+the reference layout before anything of that file is written, so a bad input produces no output.
+
+Parallelism: the files are split over MPI ranks (when started by ``mpirun``/``srun``) balanced by
+bytes, largest file first onto the least-loaded rank; rank 0 makes the plan and broadcasts it, so
+all ranks agree even if their views of the file system differ. ``--workers`` adds local worker
+processes inside each rank. Rank 0 gathers the results, prints the summary, writes ``--summary``
+only when every file succeeded (the workflow's done marker) and broadcasts the exit status.
+
+Restarts: each output is written under a ``.tmp-*`` name and renamed; labels are renamed after
+their data file, so a pair counts as done only when the label exists, both ``.npy`` headers parse,
+both sizes are exact and both are no older than the input. Stale ``.tmp-*`` files left by a killed
+run are removed by rank 0 before any rank starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpcdl import tfrecord_io
+from hpcdl.atomic import TMP_PREFIX, atomic_open, write_text
+from hpcdl.distributed import mpi_comm
+
+FORMATS = ("npy", "gzip")
+SUFFIX = ".tfrecord"
+LABEL_SHAPE = (4,)
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Output format (``npy`` or ``gzip``) and local worker processes per rank."""
+
+    to: str = "npy"
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The outcome of converting one input file."""
+
+    name: str
+    status: str  # ok | failed | skipped
+    rank: int
+    bytes_in: int
+    bytes_out: int = 0
+    records: int = 0
+    error: str = ""
+
+
+@dataclass
+class ConvertSummary:
+    """What a conversion did, as gathered on rank 0 (other ranks hold only their own results)."""
+
+    input_dir: str
+    output_dir: str
+    to: str
+    ranks: int
+    seconds: float = 0.0
+    results: list[FileResult] = field(default_factory=list)
+    plan: list[list[str]] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        """Number of files with ``status``."""
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--summary`` document."""
+        per_rank = []
+        for rank, names in enumerate(self.plan):
+            mine = [r for r in self.results if r.rank == rank]
+            per_rank.append({
+                "rank": rank,
+                "files": names,
+                "bytes_in": sum(r.bytes_in for r in mine),
+                "ok": sum(r.status == "ok" for r in mine),
+                "failed": sum(r.status == "failed" for r in mine),
+                "skipped": sum(r.status == "skipped" for r in mine),
+            })
+        return {
+            "input": self.input_dir,
+            "output": self.output_dir,
+            "to": self.to,
+            "ok": self.count("ok"),
+            "failed": self.failed,
+            "skipped": self.count("skipped"),
+            "files": len(self.results),
+            "records": sum(r.records for r in self.results),
+            "bytes_in": sum(r.bytes_in for r in self.results),
+            "bytes_out": sum(r.bytes_out for r in self.results),
+            "seconds": round(self.seconds, 3),
+            "ranks": self.ranks,
+            "errors": {r.name: r.error for r in self.results if r.status == "failed"},
+            "per_rank": per_rank,
+        }
+
+    def line(self) -> str:
+        """One-line human summary."""
+        total = sum(r.bytes_in for r in self.results)
+        return (
+            f"{self.count('ok')} ok, {self.failed} failed, {self.count('skipped')} skipped "
+            f"({len(self.results)} files, {total / 1e6:.1f} MB in, {self.ranks} rank(s), "
+            f"{self.seconds:.2f} s)"
+        )
+
+
+# --- planning -----------------------------------------------------------------------------------
+
+
+def list_inputs(input_dir: Path) -> list[tuple[str, int]]:
+    """``(file name, bytes)`` of every ``*.tfrecord`` in ``input_dir``, sorted by name."""
+    return sorted((p.name, p.stat().st_size) for p in input_dir.iterdir()
+                  if p.name.endswith(SUFFIX) and p.is_file())
+
+
+def partition(files: Sequence[tuple[str, int]], parts: int) -> list[list[str]]:
+    """Split files into ``parts`` groups of near-equal total bytes (largest first, least loaded).
+
+    Deterministic: ties in size break by name, ties in load by part index.
+    """
+    loads = [0] * parts
+    groups: list[list[str]] = [[] for _ in range(parts)]
+    for name, size in sorted(files, key=lambda f: (-f[1], f[0])):
+        target = min(range(parts), key=lambda i: (loads[i], i))
+        groups[target].append(name)
+        loads[target] += size
+    return groups
+
+
+def remove_stale_temps(output_dir: Path) -> int:
+    """Delete ``.tmp-*`` files a killed run left in ``output_dir``; return how many."""
+    removed = 0
+    for stale in output_dir.glob(f"{TMP_PREFIX}*"):
+        stale.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+# --- one file -----------------------------------------------------------------------------------
+
+
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue()
+
+
+def _write_npy(path: Path, dtype: str, shape: tuple[int, ...], raw: memoryview | bytes) -> int:
+    """Write a ``.npy`` file from a raw little-endian buffer without copying it."""
+    header = _npy_header(dtype, shape)
+    with atomic_open(path, "wb") as handle:
+        handle.write(header)
+        handle.write(raw)
+    return len(header) + len(raw)
+
+
+def _npy_complete(path: Path, dtype: np.dtype, shape_ok: Any, newer_than: float) -> bool:
+    """True when ``path`` is a whole ``.npy`` of ``dtype`` with an accepted shape."""
+    try:
+        stat = path.stat()
+        if stat.st_mtime < newer_than:
+            return False
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, found = read_header(handle)
+            offset = handle.tell()
+    except (OSError, ValueError):
+        return False
+    return (
+        found == dtype
+        and not fortran
+        and shape_ok(shape)
+        and stat.st_size == offset + int(np.prod(shape)) * dtype.itemsize
+    )
+
+
+def _is_cosmo_shape(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 4 and shape[0] == shape[1] == shape[2] > 0 and shape[3] == 4
+
+
+def npy_names(stem: str, records: int) -> list[tuple[str, str]]:
+    """Output ``(data, label)`` names for an input ``<stem>.tfrecord`` holding ``records`` records."""
+    if records == 1:
+        return [(f"{stem}_data.npy", f"{stem}_label.npy")]
+    return [(f"{stem}_{k}_data.npy", f"{stem}_{k}_label.npy") for k in range(records)]
+
+
+def already_done(source: Path, output_dir: Path, to: str) -> int:
+    """Bytes of the complete output of a single-record ``source``, or -1 when it must be (re)made.
+
+    Multi-record inputs are never skipped: their record count is unknown without reading them.
+    """
+    mtime = source.stat().st_mtime
+    stem = source.name[: -len(SUFFIX)]
+    if to == "gzip":
+        target = output_dir / source.name
+        try:
+            stat = target.stat()
+        except OSError:
+            return -1
+        # Outputs appear only by rename, so an existing, newer gzip file is a whole one.
+        return stat.st_size if stat.st_mtime >= mtime and stat.st_size > 0 else -1
+    data, label = (output_dir / n for n in npy_names(stem, 1)[0])
+    if not _npy_complete(label, np.dtype("<f4"), lambda s: s == LABEL_SHAPE, mtime):
+        return -1
+    if not _npy_complete(data, np.dtype("<i2"), _is_cosmo_shape, mtime):
+        return -1
+    return data.stat().st_size + label.stat().st_size
+
+
+def convert_file(source: Path, output_dir: Path, to: str, rank: int = 0) -> FileResult:
+    """Convert one TFRecord file; never raises for bad input (the result carries the reason)."""
+    size = source.stat().st_size
+    try:
+        done = already_done(source, output_dir, to)
+        if done >= 0:
+            return FileResult(source.name, "skipped", rank, size, done)
+        # Read, verify and decode everything first: a bad file must leave no output at all.
+        payloads = list(tfrecord_io.iter_records(tfrecord_io.read_file_bytes(source)))
+        if not payloads:
+            raise tfrecord_io.TFRecordError("holds no records")
+        samples = []
+        for index, payload in enumerate(payloads):
+            try:
+                samples.append(tfrecord_io.decode_cosmo_example(tfrecord_io.parse_example(payload)))
+            except tfrecord_io.TFRecordError as exc:
+                raise tfrecord_io.TFRecordError(f"record {index}: {exc}") from exc
+        written = 0
+        if to == "gzip":
+            tfrecord_io.write_records(output_dir / source.name, payloads, compress=True)
+            written = (output_dir / source.name).stat().st_size
+        else:
+            names = npy_names(source.name[: -len(SUFFIX)], len(samples))
+            for sample, (data_name, label_name) in zip(samples, names, strict=True):
+                # Data before label: the label's presence marks a finished pair.
+                written += _write_npy(output_dir / data_name, "<i2", sample.x.shape,
+                                      memoryview(sample.x).cast("B"))
+                written += _write_npy(output_dir / label_name, "<f4", LABEL_SHAPE,
+                                      sample.y.astype("<f4").tobytes())
+        return FileResult(source.name, "ok", rank, size, written, len(samples))
+    except (tfrecord_io.TFRecordError, OSError) as exc:
+        return FileResult(source.name, "failed", rank, size, error=str(exc))
+
+
+def _convert_job(job: tuple[Path, Path, str, int]) -> FileResult:
+    return convert_file(*job)
+
+
+def _convert_local(names: list[str], input_dir: Path, output_dir: Path, config: ConvertConfig,
+                   rank: int) -> list[FileResult]:
+    jobs = [(input_dir / n, output_dir, config.to, rank) for n in names]
+    workers = max(1, min(config.workers, len(jobs)))
+    if workers == 1:
+        return [_convert_job(job) for job in jobs]
+    # spawn, not fork: forking a process that may hold an initialised MPI library is unsafe.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        # Jobs arrive largest first (the plan's order), so chunks of one balance the workers.
+        return list(pool.imap_unordered(_convert_job, jobs, chunksize=1))
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+
+def convert(input_dir: Path, output_dir: Path, config: ConvertConfig, comm: Any | None = None) -> ConvertSummary:
+    """Convert every ``*.tfrecord`` of ``input_dir`` into ``output_dir`` across all ranks of ``comm``.
+
+    Raises ``ValueError`` (on every rank) for an unusable configuration or an empty input directory.
+    """
+    rank, world = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    start = time.perf_counter()
+    plan: list[list[str]] | str
+    if rank == 0:
+        try:
+            plan = _plan(input_dir, output_dir, config, world)
+        except (ValueError, OSError) as exc:
+            plan = str(exc)
+    else:
+        plan = []
+    if comm is not None:
+        plan = comm.bcast(plan, root=0)
+    if isinstance(plan, str):
+        raise ValueError(plan)
+    mine = _convert_local(plan[rank], input_dir, output_dir, config, rank)
+    gathered = comm.gather(mine, root=0) if comm is not None else [mine]
+    summary = ConvertSummary(str(input_dir), str(output_dir), config.to, world, plan=plan)
+    if rank == 0:
+        order = {name: i for i, name in enumerate(sorted(n for group in plan for n in group))}
+        summary.results = sorted((r for part in gathered for r in part), key=lambda r: order[r.name])
+    else:
+        summary.results = mine
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _plan(input_dir: Path, output_dir: Path, config: ConvertConfig, world: int) -> list[list[str]]:
+    if config.to not in FORMATS:
+        raise ValueError(f"--to {config.to!r}: must be one of {', '.join(FORMATS)}")
+    if config.workers < 1:
+        raise ValueError(f"--workers {config.workers}: must be at least 1")
+    if not input_dir.is_dir():
+        raise ValueError(f"{input_dir}: not a directory")
+    if output_dir.resolve() == input_dir.resolve():
+        raise ValueError(f"{output_dir}: output directory must differ from the input directory")
+    files = list_inputs(input_dir)
+    if not files:
+        raise ValueError(f"{input_dir}: no *{SUFFIX} files")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(output_dir)
+    return partition(files, world)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``hpcdl convert`` options."""
+    parser.add_argument("input_dir", type=Path, help="directory of *.tfrecord files (gzip or not)")
+    parser.add_argument("output_dir", type=Path, help="directory for the converted files")
+    parser.add_argument("--to", choices=FORMATS, default="npy",
+                        help="npy: <name>_data.npy + <name>_label.npy; gzip: gzip TFRecords (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="local worker processes per rank (default %(default)s)")
+    parser.add_argument("--summary", type=Path,
+                        help="JSON summary, written (atomically) only when every file converted")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``hpcdl convert``; the exit status is the same on every rank."""
+    comm = mpi_comm()
+    rank = comm.Get_rank() if comm is not None else 0
+    if rank == 0 and args.summary is not None:
+        args.summary.unlink(missing_ok=True)  # the done marker must never outlive a failed rerun
+    try:
+        summary = convert(args.input_dir, args.output_dir, ConvertConfig(args.to, args.workers), comm)
+    except ValueError as exc:
+        if rank == 0:
+            print(f"hpcdl convert: error: {exc}", file=sys.stderr)
+        return 2
+    status = 0
+    if rank == 0:
+        for result in summary.results:
+            if result.status == "failed":
+                print(f"hpcdl convert: error: {args.input_dir / result.name}: {result.error}", file=sys.stderr)
+        print(summary.line())
+        status = 1 if summary.failed else 0
+        if args.summary is not None and not status:
+            write_text(args.summary, json.dumps(summary.to_json(), indent=1) + "\n")
+    if comm is not None:
+        status = comm.bcast(status, root=0)
+    return status
