@@ -1,0 +1,74 @@
+"""MLPerf HPC logging (``:::MLLOG`` lines via ``mlperf_logging.mllog``), written atomically.
+
+Lines are collected in memory and the whole log is rewritten to ``RUN/mllog.txt`` (temp + rename)
+whenever :meth:`MLLog.flush` is called, so a reader never sees a half-written line. Only rank 0
+keeps a log; on the other ranks every call is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from mlperf_logging import mllog
+from mlperf_logging.mllog import constants
+
+from hpcdl.atomic import write_text
+
+
+class _Collect(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.INFO)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+class MLLog:
+    """The run's MLPerf log; ``enabled`` is False on every rank but 0."""
+
+    def __init__(self, path: Path, enabled: bool, resume: bool = False) -> None:
+        self.path = path
+        self.enabled = enabled
+        self.lines: list[str] = []
+        if enabled and resume and path.is_file():
+            self.lines = path.read_text().splitlines()
+        logger = logging.getLogger(f"hpcdl.mllog.{id(self)}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.addHandler(_Collect(self.lines))
+        mllog.config(logger=logger, default_stack_offset=2)
+        self._log = mllog.get_mllogger()
+
+    def event(self, key: str, value: Any = None, **metadata: Any) -> None:
+        """One ``POINT_IN_TIME`` record."""
+        if self.enabled:
+            self._log.event(key=key, value=value, metadata=metadata or None)
+
+    def start(self, key: str, value: Any = None, **metadata: Any) -> None:
+        """An ``INTERVAL_START`` record."""
+        if self.enabled:
+            self._log.start(key=key, value=value, metadata=metadata or None)
+
+    def end(self, key: str, value: Any = None, **metadata: Any) -> None:
+        """An ``INTERVAL_END`` record."""
+        if self.enabled:
+            self._log.end(key=key, value=value, metadata=metadata or None)
+
+    def flush(self) -> None:
+        """Atomically rewrite the log file with every line so far."""
+        if self.enabled:
+            write_text(self.path, "".join(f"{line}\n" for line in self.lines))
+
+
+def log_submission(log: MLLog, submission: dict[str, str], nodes: int, accelerators: int) -> None:
+    """The submission_* and system keys the HPC rules require exactly once."""
+    log.event(constants.SUBMISSION_BENCHMARK, "cosmoflow")
+    log.event(constants.SUBMISSION_ORG, submission["org"])
+    log.event(constants.SUBMISSION_DIVISION, submission["division"])
+    log.event(constants.SUBMISSION_STATUS, submission["status"])
+    log.event(constants.SUBMISSION_PLATFORM, submission["platform"])
+    log.event("number_of_nodes", nodes)
+    log.event("accelerators_per_node", accelerators)
