@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcdl.atomic import write_text
-from hpcdl.tfrecord_io import encode_example, write_records
+from isal import igzip
+
+from hpcdl.atomic import write_bytes, write_text
+from hpcdl.tfrecord_io import encode_example, frame_record
 
 SPLITS = ("train", "validation")
 PARAMETERS = ("Omega_m", "sigma_8", "n_s", "H_0")
@@ -85,7 +87,7 @@ def universe(crop_size: int, seed: int, split: str, index: int) -> tuple[np.ndar
     k2[0, 0, 0] = 1.0
     amplitude = k2 ** np.float32((SLOPE + SLOPE_SPREAD * n_s) / 4.0)  # sqrt(k^slope)
     amplitude[0, 0, 0] = 0.0
-    field = np.fft.irfftn(np.fft.rfftn(white) * amplitude, s=(n, n, n)).astype(np.float32)
+    field = np.fft.irfftn(np.fft.rfftn(white) * amplitude, s=(n, n, n), axes=(0, 1, 2)).astype(np.float32)
     # Normalise the realised field so the contrast is set by sigma_8 alone, not by sample variance.
     field /= field.std()
 
@@ -105,7 +107,9 @@ def universe(crop_size: int, seed: int, split: str, index: int) -> tuple[np.ndar
 def _write(job: _Job) -> dict[str, object]:
     counts, params = universe(job.crop_size, job.seed, job.split, job.index)
     payload = encode_example({"x": counts.astype("<i2").tobytes(), "y": params})
-    write_records(job.path, [payload], compress=True)
+    # mtime=0 in the gzip header: the same seed must give the same bytes whenever it runs.
+    framed = b"".join(bytes(piece) for piece in frame_record(payload))
+    write_bytes(job.path, igzip.compress(framed, compresslevel=3, mtime=0))
     return {
         "file": f"{job.split}/{job.path.name}",
         "bytes": job.path.stat().st_size,
