@@ -1,0 +1,234 @@
+"""``hpcdl convert``: bit-exact outputs, TensorFlow reads the gzip copy, MPI partitioning, bad
+input, and restarts after a kill."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BIN, run_tool, tool_env
+
+from hpcdl.convert import ConvertConfig, convert, partition
+from hpcdl.tfrecord_io import encode_example, write_records
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tfrecord"
+EXPECTED = dict(np.load(FIXTURES / "expected.npz"))
+
+
+def _expected_outputs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{output stem: (x, y)}`` the fixtures must convert to (multi-record files get ``_<k>``)."""
+    out = {}
+    for path in FIXTURES.glob("*.tfrecord"):
+        count = sum(key.startswith(f"{path.stem}.x.") for key in EXPECTED)
+        for k in range(count):
+            stem = path.stem if count == 1 else f"{path.stem}_{k}"
+            out[stem] = (EXPECTED[f"{path.stem}.x.{k}"], EXPECTED[f"{path.stem}.y.{k}"])
+    return out
+
+
+def _make_inputs(directory: Path, count: int, side: int = 8, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Write ``count`` gzip TFRecords of varied sizes; return the truth per stem."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for i in range(count):
+        n = side + 2 * (i % 3)  # three sizes, so byte balancing differs from count balancing
+        x = rng.poisson(5.0, size=(n, n, n, 4)).astype("<i2")
+        y = rng.uniform(-1, 1, 4).astype(np.float32)
+        stem = f"univ_{i:04d}_000"
+        write_records(directory / f"{stem}.tfrecord", [encode_example({"x": x.tobytes(), "y": y})], compress=True)
+        truth[stem] = (x, y)
+    return truth
+
+
+def _assert_npy_outputs(out: Path, truth: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{s}_{kind}.npy" for s in truth for kind in ("data", "label"))
+    for stem, (x, y) in truth.items():
+        data, label = np.load(out / f"{stem}_data.npy"), np.load(out / f"{stem}_label.npy")
+        assert data.dtype == np.dtype("<i2") and data.shape == x.shape
+        np.testing.assert_array_equal(data, x)
+        assert label.dtype == np.float32 and label.shape == (4,)
+        np.testing.assert_array_equal(label, y)
+
+
+def _mpirun(ranks: int, *args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return run_tool(["mpirun", "--oversubscribe", "-np", str(ranks), str(BIN / "hpcdl"), *map(str, args)],
+                    timeout=timeout)
+
+
+def test_fixtures_to_npy_bit_exact(tmp_path: Path, hpcdl) -> None:
+    summary = tmp_path / "convert.json"
+    result = hpcdl("convert", FIXTURES, tmp_path / "npy", "--to", "npy", "--summary", summary)
+    assert result.returncode == 0, result.stderr
+    assert "4 ok, 0 failed, 0 skipped" in result.stdout
+    _assert_npy_outputs(tmp_path / "npy", _expected_outputs())
+    report = json.loads(summary.read_text())
+    assert (report["ok"], report["failed"], report["skipped"], report["records"]) == (4, 0, 0, 5)
+    assert report["ranks"] == 1 and report["errors"] == {}
+
+
+def test_fixtures_to_gzip_read_by_tensorflow(tmp_path: Path, hpcdl) -> None:
+    tf = pytest.importorskip("tensorflow")
+    result = hpcdl("convert", FIXTURES, tmp_path / "gz", "--to", "gzip")
+    assert result.returncode == 0, result.stderr
+    spec = {"x": tf.io.FixedLenFeature([], tf.string), "y": tf.io.FixedLenFeature([4], tf.float32)}
+    for path in sorted(FIXTURES.glob("*.tfrecord")):
+        copy = tmp_path / "gz" / path.name
+        assert copy.read_bytes()[:2] == b"\x1f\x8b"
+        dataset = tf.data.TFRecordDataset(str(copy), compression_type="GZIP")
+        records = [tf.io.parse_single_example(r, spec) for r in dataset]
+        count = sum(key.startswith(f"{path.stem}.x.") for key in EXPECTED)
+        assert len(records) == count
+        for k, record in enumerate(records):
+            x = tf.io.decode_raw(record["x"], tf.int16).numpy()
+            expected = EXPECTED[f"{path.stem}.x.{k}"]
+            np.testing.assert_array_equal(x.reshape(expected.shape), expected)
+            np.testing.assert_array_equal(record["y"].numpy(), EXPECTED[f"{path.stem}.y.{k}"])
+
+
+def test_rerun_skips_complete_pairs_and_local_workers(tmp_path: Path) -> None:
+    truth = _make_inputs(tmp_path / "in", 5)
+    first = convert(tmp_path / "in", tmp_path / "out", ConvertConfig("npy", workers=2))
+    assert first.count("ok") == 5 and first.failed == 0
+    second = convert(tmp_path / "in", tmp_path / "out", ConvertConfig("npy", workers=2))
+    assert second.count("skipped") == 5 and second.count("ok") == 0
+    _assert_npy_outputs(tmp_path / "out", truth)
+
+
+def test_partition_balances_bytes_deterministically() -> None:
+    files = [(f"f{i}", size) for i, size in enumerate([100, 90, 10, 10, 10, 10, 10, 10, 10, 10, 10])]
+    groups = partition(files, 2)
+    assert groups == partition(list(reversed(files)), 2)
+    loads = [sum(dict(files)[n] for n in g) for g in groups]
+    assert sorted(loads) == [140, 140]  # counts differ (4 vs 7) but bytes are equal
+    assert sorted(n for g in groups for n in g) == sorted(n for n, _ in files)
+    assert partition(files[:2], 3)[2] == []
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+@pytest.mark.parametrize("count", [2, 16])
+def test_mpi_converts_every_file_exactly_once(tmp_path: Path, ranks: int, count: int) -> None:
+    truth = _make_inputs(tmp_path / "in", count, side=4)
+    summary = tmp_path / "convert.json"
+    result = _mpirun(ranks, "convert", tmp_path / "in", tmp_path / "out", "--summary", summary)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(" ok, ") == 1  # only rank 0 prints the summary line
+    _assert_npy_outputs(tmp_path / "out", truth)
+    report = json.loads(summary.read_text())
+    assert (report["ok"], report["failed"], report["ranks"]) == (count, 0, ranks)
+    per_rank = report["per_rank"]
+    assert [r["rank"] for r in per_rank] == list(range(ranks))
+    listed = [name for r in per_rank for name in r["files"]]
+    assert sorted(listed) == sorted(f"{s}.tfrecord" for s in truth)
+    assert [r["ok"] for r in per_rank] == [len(r["files"]) for r in per_rank]
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "in").iterdir()}
+    loads = [r["bytes_in"] for r in per_rank]
+    assert loads == [sum(sizes[n] for n in r["files"]) for r in per_rank]
+    if count >= ranks:
+        assert max(loads) - min(loads) <= max(sizes.values())
+
+
+def _corrupt_inputs(directory: Path) -> dict[str, str]:
+    """Write one damaged file per class next to good ones; return ``{file name: reason fragment}``."""
+    good = _make_inputs(directory, 3)
+    x, y = good["univ_0000_000"]
+    raw = (directory / "univ_0000_000.tfrecord").read_bytes()
+    (directory / "bad_trunc.tfrecord").write_bytes(raw[: len(raw) // 2])
+    flipped = bytearray(raw)
+    flipped[len(raw) // 2] ^= 0xFF
+    (directory / "bad_gzip.tfrecord").write_bytes(flipped)
+    plain = bytearray(gzip.decompress(raw))
+    plain[len(plain) // 2] ^= 0x01
+    (directory / "bad_crc.tfrecord").write_bytes(plain)
+    write_records(directory / "bad_noy.tfrecord", [encode_example({"x": x.tobytes()})], compress=True)
+    write_records(directory / "bad_xsize.tfrecord", [encode_example({"x": x.tobytes()[:-8], "y": y})], compress=True)
+    write_records(directory / "bad_empty.tfrecord", [], compress=False)
+    return {
+        "bad_trunc.tfrecord": "gzip",
+        "bad_gzip.tfrecord": "",
+        "bad_crc.tfrecord": "data CRC mismatch",
+        "bad_noy.tfrecord": "missing feature 'y'",
+        "bad_xsize.tfrecord": "not a cube",
+        "bad_empty.tfrecord": "no records",
+    }
+
+
+@pytest.mark.parametrize("ranks", [None, pytest.param(2, marks=pytest.mark.mpi)])
+def test_bad_inputs_reported_others_converted(tmp_path: Path, hpcdl, ranks: int | None) -> None:
+    bad = _corrupt_inputs(tmp_path / "in")
+    summary = tmp_path / "convert.json"
+    summary.write_text("{}")  # a stale marker from an earlier run must not survive a failed one
+    args = ("convert", tmp_path / "in", tmp_path / "out", "--summary", summary)
+    result = hpcdl(*args) if ranks is None else _mpirun(ranks, *args)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("hpcdl convert:")]
+    assert len(errors) == len(bad), result.stderr
+    for name, reason in bad.items():
+        (line,) = [e for e in errors if f"/{name}:" in e]
+        assert reason in line
+    assert f"3 ok, {len(bad)} failed, 0 skipped" in result.stdout
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outputs == sorted(f"univ_{i:04d}_000_{k}.npy" for i in range(3) for k in ("data", "label"))
+    assert not summary.exists()
+
+
+def test_unusable_arguments_exit_nonzero(tmp_path: Path, hpcdl) -> None:
+    (tmp_path / "empty").mkdir()
+    result = hpcdl("convert", tmp_path / "empty", tmp_path / "out")
+    assert result.returncode == 2 and "no *.tfrecord files" in result.stderr
+    result = hpcdl("convert", FIXTURES, FIXTURES)
+    assert result.returncode == 2 and "must differ" in result.stderr
+
+
+def test_torn_outputs_are_redone(tmp_path: Path) -> None:
+    truth = _make_inputs(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    convert(tmp_path / "in", out, ConvertConfig("npy"))
+    # The states a kill can leave: data without label, a truncated data file behind its label
+    # (not possible by rename, but a torn copy must still not count), an empty label, a temp file.
+    (out / "univ_0000_000_label.npy").unlink()
+    data = out / "univ_0001_000_data.npy"
+    data.write_bytes(data.read_bytes()[:-100])
+    (out / "univ_0002_000_label.npy").write_bytes(b"")
+    (out / ".tmp-univ_0003_000_data.npy.x1y2").write_bytes(b"\x93NUMPY partial")
+    summary = convert(tmp_path / "in", out, ConvertConfig("npy"))
+    assert {r.name: r.status for r in summary.results} == {
+        "univ_0000_000.tfrecord": "ok",
+        "univ_0001_000.tfrecord": "ok",
+        "univ_0002_000.tfrecord": "ok",
+        "univ_0003_000.tfrecord": "skipped",
+    }
+    _assert_npy_outputs(out, truth)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_conversion_then_rerun(tmp_path: Path) -> None:
+    truth = _make_inputs(tmp_path / "in", 60, side=16)
+    out = tmp_path / "out"
+    args = [str(BIN / "hpcdl"), "convert", str(tmp_path / "in"), str(out)]
+    process = subprocess.Popen(args, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.is_dir() and len(list(out.glob("*_label.npy"))) >= 10:
+            break
+        time.sleep(0.005)
+    killed = process.poll() is None
+    if killed:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    done_before = len(list(out.glob("*_label.npy")))
+    summary = convert(tmp_path / "in", out, ConvertConfig("npy"))
+    assert summary.failed == 0
+    assert summary.count("skipped") >= done_before - 1  # at most the pair in flight is redone
+    if killed:
+        assert summary.count("ok") >= 1
+    _assert_npy_outputs(out, truth)
