@@ -1,0 +1,252 @@
+"""Resumable, verified download of the CosmoFlow dataset tarball, extracted safely into place.
+
+The archive is fetched into ``OUT/<name>.part`` with HTTP ``Range`` requests, so an interrupted
+transfer (a dropped connection, or a killed process) continues where it stopped. A server that
+ignores ``Range`` (answers 200) makes the download restart from byte 0; a 416 means the part file
+is already complete (or bogus, then it is discarded). The finished archive is checked against
+the expected size and, when given, its SHA-256, then extracted into a temporary directory inside
+``OUT`` (members that would land outside it, links and devices are refused) and the ``train/``
+and ``validation/`` directories found inside are renamed to ``OUT/train`` and ``OUT/validation``.
+``OUT/manifest.json`` is written last and marks the dataset as complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpcdl.atomic import TMP_PREFIX, write_text
+
+SPLITS = ("train", "validation")
+CHUNK = 1 << 20
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class DownloadError(RuntimeError):
+    """The dataset could not be fetched, verified or extracted; the message says which and why."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying (connection dropped, server error, short read)."""
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """Where to fetch from and what the archive must look like."""
+
+    url: str
+    sha256: str = ""
+    size: int = 0
+    retries: int = 5
+    timeout: float = 60.0
+    keep_archive: bool = False
+
+
+def archive_name(url: str) -> str:
+    """The archive's file name: the last path component of the URL."""
+    name = Path(urllib.parse.urlparse(url).path).name
+    if not name:
+        raise DownloadError(f"{url}: URL names no file")
+    return name
+
+
+def _expected_total(response: http.client.HTTPResponse, offset: int) -> int | None:
+    """Total archive size announced by a 200 or 206 response, if any."""
+    if response.status == 206:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+        if not match or int(match.group(1)) != offset:
+            raise _Transient(f"unexpected Content-Range {response.headers.get('Content-Range')!r}")
+        return None if match.group(3) == "*" else int(match.group(3))
+    length = response.headers.get("Content-Length")
+    return int(length) if length is not None else None
+
+
+def _attempt(config: DownloadConfig, part: Path) -> int:
+    """One request: continue ``part`` from its current size; return the archive size when done."""
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(config.url, headers={"User-Agent": "hpcdl-download"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=config.timeout)  # noqa: S310 (URL is configured)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            # Nothing left to send: either the part is complete or it is longer than the file.
+            total = re.fullmatch(r"bytes \*/(\d+)", exc.headers.get("Content-Range", "") or "")
+            if (int(total.group(1)) if total else config.size) == offset:
+                return offset
+            print(f"{part.name}: {offset} bytes on disk do not match the server's file; restarting")
+            part.unlink()
+            raise _Transient("416 for a stale part file") from exc
+        if exc.code >= 500 or exc.code in (408, 429):
+            raise _Transient(f"HTTP {exc.code} {exc.reason}") from exc
+        raise DownloadError(f"{config.url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise _Transient(str(getattr(exc, "reason", exc))) from exc
+    with response:
+        if offset and response.status == 200:
+            print(f"{part.name}: server ignored the Range request; restarting from byte 0")
+            offset = 0
+        total = _expected_total(response, offset)
+        if total is not None and config.size and total != config.size:
+            raise DownloadError(f"{config.url}: server announces {total} bytes, expected {config.size}")
+        with part.open("r+b" if offset else "wb") as sink:
+            sink.seek(offset)
+            sink.truncate()
+            try:
+                while chunk := response.read(CHUNK):
+                    sink.write(chunk)
+            except (OSError, http.client.HTTPException) as exc:
+                raise _Transient(f"connection lost after {sink.tell()} bytes: {exc}") from exc
+            written = sink.tell()
+    expected = total or config.size
+    if expected and written < expected:
+        raise _Transient(f"short read: {written} of {expected} bytes")
+    return written
+
+
+def fetch(config: DownloadConfig, archive: Path) -> int:
+    """Download ``config.url`` to ``archive`` (via ``archive.part``), retrying transient failures."""
+    part = archive.with_name(archive.name + ".part")
+    for attempt in range(config.retries + 1):
+        try:
+            size = _attempt(config, part)
+            break
+        except _Transient as exc:
+            if attempt == config.retries:
+                raise DownloadError(f"{config.url}: giving up after {attempt + 1} attempts: {exc}") from exc
+            delay = min(2.0**attempt, 30.0)
+            print(f"{config.url}: {exc}; retrying in {delay:.0f} s ({attempt + 1}/{config.retries})")
+            time.sleep(delay)
+    part.replace(archive)
+    return size
+
+
+def verify(config: DownloadConfig, archive: Path) -> str:
+    """Check size and SHA-256 of ``archive``; on mismatch delete it and raise. Returns the digest."""
+    size = archive.stat().st_size
+    digest = hashlib.sha256()
+    with archive.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+    actual = digest.hexdigest()
+    problem = ""
+    if config.size and size != config.size:
+        problem = f"size mismatch: expected {config.size} bytes, got {size}"
+    elif config.sha256 and actual != config.sha256.lower():
+        problem = f"sha256 mismatch: expected {config.sha256.lower()}, got {actual}"
+    if problem:
+        archive.unlink()
+        raise DownloadError(f"{config.url} ({archive}): {problem}; the archive was deleted")
+    return actual
+
+
+def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """The archive's regular files and directories; anything that could escape is an error."""
+    members = []
+    for member in tar.getmembers():
+        parts = Path(member.name).parts
+        if member.name.startswith("/") or ".." in parts:
+            raise DownloadError(f"{archive}: refusing member {member.name!r} (path leaves the target)")
+        if not (member.isfile() or member.isdir()):
+            raise DownloadError(f"{archive}: refusing member {member.name!r} (not a file or directory)")
+        members.append(member)
+    return members
+
+
+def _find_splits(root: Path) -> Path:
+    """The shallowest directory under ``root`` holding both ``train/`` and ``validation/``."""
+    candidates = [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
+    for directory in sorted(candidates, key=lambda p: len(p.parts)):
+        if all((directory / split).is_dir() for split in SPLITS):
+            return directory
+    raise DownloadError(f"archive holds no directory with both {' and '.join(SPLITS)}/")
+
+
+def extract(archive: Path, out: Path) -> None:
+    """Extract ``archive`` in a temporary directory and move its train/validation into ``out``."""
+    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}extract-", dir=out))
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                tar.extractall(staging, members=_safe_members(tar, archive), filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise DownloadError(f"{archive}: cannot extract: {exc}") from exc
+        found = _find_splits(staging)
+        for split in SPLITS:
+            target = out / split
+            if target.exists():
+                shutil.rmtree(target)
+            (found / split).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def download(out: Path, config: DownloadConfig) -> dict[str, object]:
+    """Fetch, verify and extract the dataset into ``out``; write ``out/manifest.json`` last."""
+    out.mkdir(parents=True, exist_ok=True)
+    archive = out / archive_name(config.url)
+    if not archive.exists():
+        fetch(config, archive)
+    digest = verify(config, archive)
+    extract(archive, out)
+    size = archive.stat().st_size
+    if not config.keep_archive:
+        archive.unlink()
+    manifest: dict[str, object] = {
+        "source": config.url,
+        "archive": archive.name,
+        "archive_bytes": size,
+        "sha256": digest,
+        "splits": {
+            split: [
+                {"file": f"{split}/{path.name}", "bytes": path.stat().st_size}
+                for path in sorted((out / split).glob("*.tfrecord"))
+            ]
+            for split in SPLITS
+        },
+    }
+    write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``hpcdl download`` options."""
+    parser.add_argument("url", help="HTTP(S) URL of the dataset tarball (.tar or .tar.gz)")
+    parser.add_argument("out", type=Path, help="dataset directory (gets train/, validation/, manifest.json)")
+    parser.add_argument("--sha256", default="", help="expected SHA-256 of the archive (hex)")
+    parser.add_argument("--size", type=int, default=0, help="expected archive size in bytes (0: trust the server)")
+    parser.add_argument("--retries", type=int, default=5, help="retries after transient failures (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds (default %(default)s)")
+    parser.add_argument("--keep-archive", action="store_true", help="keep the tarball after extraction")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``hpcdl download``."""
+    config = DownloadConfig(args.url, args.sha256, args.size, args.retries, args.timeout, args.keep_archive)
+    try:
+        manifest = download(args.out, config)
+    except DownloadError as exc:
+        print(f"hpcdl download: error: {exc}", file=sys.stderr)
+        return 1
+    splits = manifest["splits"]
+    assert isinstance(splits, dict)
+    print(
+        f"{config.url}: {manifest['archive_bytes']} bytes, sha256 {manifest['sha256']}; "
+        + ", ".join(f"{len(files)} {split} files" for split, files in splits.items())
+        + f" in {args.out}"
+    )
+    return 0
