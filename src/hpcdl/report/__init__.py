@@ -1,0 +1,120 @@
+"""``hpcdl report RUN [RUN ...] --output OUT``: the HTML report of one or more training runs.
+
+Writes, each file atomically and ``index.html`` last:
+
+* ``OUT/<run_name>.html``: a self-contained page per run (figures inline, no scripts, no network):
+  curves, timings, run facts, configuration and the MLPerf HPC compliance-checker verdict;
+* ``OUT/<run_name>/{loss,mae,lr,throughput}.png`` and ``OUT/<run_name>/compliance.txt``
+  (the checker's full output), so a workflow can declare them;
+* ``OUT/scaling.png`` when the runs differ in world size;
+* ``OUT/summary.json``: the same facts, machine-readable;
+* ``OUT/index.html``: a table of every run linking to its page, plus the scaling figure.
+
+A run directory that cannot be read (missing or malformed ``run.json``/``metrics.jsonl``) gets one
+error line naming the file; the other runs are still reported and the exit status is 1.
+A FAILED compliance verdict is a finding shown in the report, not an error of this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpcdl.atomic import write_bytes, write_text
+from hpcdl.report import compliance, figures, html
+from hpcdl.report.runs import Run, RunError, load_run
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What to check the MLPerf logs against."""
+
+    ruleset: str = compliance.RULESET
+
+
+@dataclass
+class ReportSummary:
+    """What was written and what could not be reported."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    scaling: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _run_entry(run: Run, verdict: compliance.Verdict) -> dict[str, Any]:
+    s = run.summary
+    return {
+        "run_name": run.name,
+        "directory": str(run.directory),
+        "status": s.get("status"),
+        "best_val_mae": s.get("best_val_mae"),
+        "target_mae": s.get("target_mae"),
+        "epochs_run": s.get("epochs_run"),
+        "time_to_train_s": s.get("time_to_train_s"),
+        "staging_s": s.get("staging_s"),
+        "samples_per_s": run.throughput,
+        "world_size": run.world_size,
+        "nodes": s.get("nodes"),
+        "compliance": verdict.verdict,
+        "compliance_lines": verdict.lines,
+        "page": f"{run.name}.html",
+        "figures": [f"{run.name}/{kind}.png" for kind in figures.FIGURE_KINDS],
+    }
+
+
+def render(run_dirs: list[Path], out: Path, cfg: ReportConfig) -> ReportSummary:
+    """Report every readable run in ``run_dirs`` into ``out``; collect the unreadable ones."""
+    summary = ReportSummary()
+    rows: list[tuple[Run, compliance.Verdict]] = []
+    seen: dict[str, Path] = {}
+    for directory in run_dirs:
+        try:
+            run = load_run(directory)
+        except RunError as exc:
+            summary.errors.append(str(exc))
+            continue
+        if run.name in seen:
+            summary.errors.append(f"{directory / 'run.json'}: run_name {run.name!r} already used by {seen[run.name]}")
+            continue
+        seen[run.name] = directory
+        verdict = compliance.check(directory / "mllog.txt", cfg.ruleset)
+        pngs = {kind: figures.RENDERERS[kind](run) for kind in figures.FIGURE_KINDS}
+        for kind, png in pngs.items():
+            write_bytes(out / run.name / f"{kind}.png", png)
+        write_text(out / run.name / "compliance.txt", f"$ {verdict.command}\n{verdict.output}")
+        write_text(out / f"{run.name}.html", html.run_page(run, verdict, pngs))
+        rows.append((run, verdict))
+        summary.runs.append(_run_entry(run, verdict))
+    points = figures.scaling_points([run for run, _ in rows])
+    scaling_png = figures.scaling(points) if points else None
+    if scaling_png is not None:
+        write_bytes(out / "scaling.png", scaling_png)
+    summary.scaling = [vars(p) for p in points]
+    write_text(out / "summary.json", json.dumps(vars(summary), indent=2) + "\n")
+    write_text(out / "index.html", html.index_page(rows, points, scaling_png, summary.errors))
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``hpcdl report``."""
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                        help="run directories written by hpcdl train (run.json, metrics.jsonl, mllog.txt)")
+    parser.add_argument("--output", type=Path, required=True, help="report directory (index.html, pages, figures)")
+    parser.add_argument("--ruleset", default=compliance.RULESET,
+                        help=f"MLPerf HPC compliance ruleset to check mllog.txt against (default {compliance.RULESET})")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Render the report; print one line per run and per error."""
+    summary = render(args.runs, args.output, ReportConfig(ruleset=args.ruleset))
+    for entry in summary.runs:
+        print(f"{entry['run_name']}: {entry['status']}, compliance {entry['compliance']} -> "
+              f"{args.output / entry['page']}")
+    for line in summary.errors:
+        print(f"hpcdl report: error: {line}", file=sys.stderr)
+    print(f"reported {len(summary.runs)} run(s), {len(summary.errors)} error(s): {args.output / 'index.html'}")
+    return 1 if summary.errors else 0

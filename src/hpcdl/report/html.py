@@ -1,0 +1,190 @@
+"""Self-contained HTML pages: inline CSS, figures as base64 PNG data URIs, no scripts, no network.
+
+Every string that comes from a run is passed through :func:`html.escape` before it is placed
+in the page, so a run name or config value can never inject markup.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from typing import Any
+
+from hpcdl.report.compliance import Verdict
+from hpcdl.report.figures import ScalingPoint
+from hpcdl.report.runs import Run
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
+main{max-width:1200px;margin:0 auto;padding:1.2rem 1.5rem 3rem}
+h1{font-size:1.6rem;margin:.2rem 0 .6rem}h2{font-size:1.2rem;margin:2rem 0 .6rem;border-bottom:1px solid #d5d9e0;padding-bottom:.3rem}
+a{color:#1f5fbf}.muted{color:#5b6475;font-size:.9rem}
+.badge{display:inline-block;padding:.15rem .55rem;border-radius:.8rem;font-size:.85rem;font-weight:600;margin-right:.4rem}
+.ok{background:#d9f2e1;color:#165c2e}.bad{background:#fbe0e0;color:#8a1c1c}.neutral{background:#e4e8f0;color:#333c4d}
+.cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1rem 0}
+.card{background:#fff;border:1px solid #dde1e8;border-radius:.5rem;padding:.6rem .9rem;min-width:9rem}
+.card b{display:block;font-size:1.25rem}.card span{color:#5b6475;font-size:.8rem}
+.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1rem}
+figure{margin:0;background:#fff;border:1px solid #dde1e8;border-radius:.5rem;padding:.5rem}
+figure img{width:100%;height:auto;display:block}figcaption{font-size:.85rem;color:#5b6475;padding:.3rem .2rem 0}
+table{border-collapse:collapse;background:#fff;font-size:.9rem}
+th,td{border:1px solid #dde1e8;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#eef1f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#fff;border:1px solid #dde1e8;border-radius:.4rem;padding:.6rem;overflow-x:auto;font-size:.82rem}
+.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,1fr));gap:1.5rem;align-items:start}
+"""
+
+FIGURE_TITLES = {
+    "loss": "Training and validation loss (MSE) per epoch.",
+    "mae": "Validation mean absolute error per epoch; dashed: the run's target.",
+    "lr": "Learning rate in force at the end of each epoch (warmup, then step decays).",
+    "throughput": "Global training throughput per epoch; dashed: the median (first epoch excluded).",
+}
+
+
+def fmt_seconds(value: Any) -> str:
+    """``12.3 s``, ``4 min 05 s`` or ``2 h 03 min``; an em dash when not a number."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "—"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(round(value), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def fmt_number(value: Any, spec: str = ".4g") -> str:
+    """A number with ``spec``, integers with thousands separators; other values as text."""
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def _badge(text: str, good: bool | None) -> str:
+    cls = "neutral" if good is None else ("ok" if good else "bad")
+    return f'<span class="badge {cls}">{escape(text)}</span>'
+
+
+def status_badge(status: Any) -> str:
+    return _badge(f"run {status}", status == "success")
+
+
+def verdict_badge(verdict: Verdict) -> str:
+    return _badge(f"MLPerf compliance {verdict.verdict}", verdict.passed)
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
+
+
+def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested config as ``(dotted.key, value)`` rows; lists joined with commas."""
+    if isinstance(config, dict):
+        rows: list[tuple[str, str]] = []
+        for key, value in config.items():
+            rows += _flatten(value, f"{prefix}{key}.")
+        return rows
+    if isinstance(config, list):
+        return [(prefix[:-1], ", ".join(fmt_number(v) for v in config))]
+    return [(prefix[:-1], fmt_number(config) if config != "" else "(empty)")]
+
+
+def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return f"<table><thead><tr><th>{escape(head[0])}</th><th>{escape(head[1])}</th></tr></thead><tbody>{body}</tbody></table>"
+
+
+def _document(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n"
+        f"<body><main>\n{body}\n</main></body></html>\n"
+    )
+
+
+def run_page(run: Run, verdict: Verdict, figures: dict[str, bytes]) -> str:
+    """The page of one run."""
+    s = run.summary
+    cards = [
+        ("best validation MAE", fmt_number(s.get("best_val_mae"))),
+        ("target MAE", fmt_number(s.get("target_mae"))),
+        ("final validation MAE", fmt_number(s.get("final_val_mae"))),
+        ("epochs run", fmt_number(s.get("epochs_run"))),
+        ("time to train", fmt_seconds(s.get("time_to_train_s"))),
+        ("staging time", fmt_seconds(s.get("staging_s"))),
+        ("median throughput", f"{run.throughput:.4g} samples/s" if run.throughput is not None else "—"),
+    ]
+    facts_keys = ("world_size", "local_world_size", "nodes", "launcher", "device", "global_batch_size",
+                  "parameters", "train_samples", "eval_samples")
+    facts = [(k.replace("_", " "), fmt_number(s.get(k))) for k in facts_keys]
+    figs = "".join(
+        f"<figure>{_img(figures[kind], FIGURE_TITLES[kind])}<figcaption>{escape(FIGURE_TITLES[kind])}"
+        "</figcaption></figure>"
+        for kind in figures
+    )
+    checker_lines = "\n".join(verdict.lines) or "(the checker printed nothing relevant)"
+    body = f"""<p class="muted"><a href="index.html">← all runs</a></p>
+<h1>CosmoFlow run {escape(run.name)}</h1>
+<p>{status_badge(s.get("status"))}{verdict_badge(verdict)}</p>
+<div class="cards">{"".join(f"<div class='card'><b>{escape(v)}</b><span>{escape(k)}</span></div>" for k, v in cards)}</div>
+<h2>Training curves</h2>
+<div class="figs">{figs}</div>
+<div class="cols">
+<section><h2>Run facts</h2>{_table(facts, ("fact", "value"))}</section>
+<section><h2>Configuration</h2>{_table(_flatten(s.get("config", {})), ("hyperparameter", "value"))}</section>
+</div>
+<h2>MLPerf HPC compliance</h2>
+<p>{verdict_badge(verdict)}<code>{escape(verdict.command)}</code></p>
+<pre>{escape(checker_lines)}</pre>
+<p class="muted">Run directory: {escape(str(run.directory))}</p>"""
+    return _document(f"CosmoFlow run {run.name}", body)
+
+
+def index_page(rows: list[tuple[Run, Verdict]], points: list[ScalingPoint], scaling_png: bytes | None,
+               errors: list[str]) -> str:
+    """The overview of every run, with the scaling figure when world sizes differ."""
+    head = ("run", "status", "best MAE", "target", "epochs", "time to train", "throughput (samples/s)",
+            "world size", "compliance")
+    cells = []
+    for run, verdict in rows:
+        s = run.summary
+        name = escape(run.name)
+        cells.append(
+            f'<tr><td><a href="{name}.html">{name}</a></td><td>{status_badge(s.get("status"))}</td>'
+            f'<td class="num">{escape(fmt_number(s.get("best_val_mae")))}</td>'
+            f'<td class="num">{escape(fmt_number(s.get("target_mae")))}</td>'
+            f'<td class="num">{escape(fmt_number(s.get("epochs_run")))}</td>'
+            f'<td class="num">{escape(fmt_seconds(s.get("time_to_train_s")))}</td>'
+            f'<td class="num">{escape(fmt_number(run.throughput))}</td>'
+            f'<td class="num">{run.world_size}</td><td>{verdict_badge(verdict)}</td></tr>'
+        )
+    table = ("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+             + "".join(cells) + "</tbody></table>") if cells else "<p>No run could be read.</p>"
+    body = f"<h1>CosmoFlow training runs</h1>\n<p class='muted'>{len(rows)} run(s); throughput is the " \
+           f"median epoch throughput, first epoch excluded.</p>\n{table}"
+    if scaling_png is not None:
+        srows = "".join(
+            f'<tr><td class="num">{p.world_size}</td><td class="num">{p.runs}</td>'
+            f'<td class="num">{p.throughput:.4g}</td><td class="num">{p.speedup:.2f}x</td>'
+            f'<td class="num">{100 * p.efficiency:.0f} %</td></tr>'
+            for p in points
+        )
+        body += (
+            "\n<h2>Scaling</h2>\n<figure>"
+            + _img(scaling_png, "throughput and parallel efficiency against ranks")
+            + f"<figcaption>Speedup and efficiency relative to the smallest run ({points[0].world_size} "
+            "rank(s)); runs with the same world size are averaged.</figcaption></figure>\n"
+            "<table><thead><tr><th>ranks</th><th>runs</th><th>samples/s</th><th>speedup</th>"
+            f"<th>efficiency</th></tr></thead><tbody>{srows}</tbody></table>"
+        )
+    if errors:
+        body += "\n<h2>Runs that could not be reported</h2>\n<pre>" + escape("\n".join(errors)) + "</pre>"
+    return _document("CosmoFlow training runs", body)
