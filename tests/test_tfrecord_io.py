@@ -126,3 +126,23 @@ def test_parse_example_rejects_garbage() -> None:
         parse_example(memoryview(b"\x0a\xff\xff\xff\xff\x0f"))
     with pytest.raises(TFRecordError):
         parse_example(memoryview(struct.pack("<B", 0x0F) + b"\0" * 4))
+
+
+def test_damaged_examples_raise_only_tfrecord_error() -> None:
+    # Random byte flips and cuts of a valid Example: parsing either succeeds or raises TFRecordError,
+    # never another exception that would take a converter rank down instead of failing one file.
+    example = encode_example({"x": b"\1\2" * 128, "y": np.ones(4, np.float32), "i": np.array([1, -5, 300])})
+    rng = np.random.default_rng(11)
+    outcomes = {"parsed": 0, "rejected": 0}
+    for _ in range(3000):
+        damaged = bytearray(example)
+        for _ in range(rng.integers(1, 4)):
+            damaged[rng.integers(len(damaged))] ^= int(rng.integers(1, 256))
+        if rng.random() < 0.3:
+            damaged = damaged[: rng.integers(len(damaged))]
+        try:
+            parse_example(memoryview(bytes(damaged)))
+            outcomes["parsed"] += 1
+        except TFRecordError:
+            outcomes["rejected"] += 1
+    assert outcomes["parsed"] and outcomes["rejected"]

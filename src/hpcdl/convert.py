@@ -18,7 +18,8 @@ only when every file succeeded (the workflow's done marker) and broadcasts the e
 Restarts: each output is written under a ``.tmp-*`` name and renamed; labels are renamed after
 their data file, so a pair counts as done only when the label exists, both ``.npy`` headers parse,
 both sizes are exact and both are no older than the input. Stale ``.tmp-*`` files left by a killed
-run are removed by rank 0 before any rank starts.
+run are removed by rank 0 before any rank starts. Inputs holding several records are always
+converted again (their record count is unknown until they are read).
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def convert_file(source: Path, output_dir: Path, to: str, rank: int = 0) -> File
                 written += _write_npy(output_dir / label_name, "<f4", LABEL_SHAPE,
                                       sample.y.astype("<f4").tobytes())
         return FileResult(source.name, "ok", rank, size, written, len(samples))
-    except (tfrecord_io.TFRecordError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # TFRecordError is a ValueError; so are numpy's complaints
         return FileResult(source.name, "failed", rank, size, error=str(exc))
 
 

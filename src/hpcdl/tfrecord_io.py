@@ -148,41 +148,47 @@ def _iter_fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]
                 raise TFRecordError("malformed Example: field overruns message")
             yield field, wire, buf[pos : pos + size]
             pos += size
-        elif wire == _WIRE_FIXED32:
-            yield field, wire, buf[pos : pos + 4]
-            pos += 4
-        elif wire == _WIRE_FIXED64:
-            yield field, wire, buf[pos : pos + 8]
-            pos += 8
+        elif wire in (_WIRE_FIXED32, _WIRE_FIXED64):
+            size = 4 if wire == _WIRE_FIXED32 else 8
+            if pos + size > end:
+                raise TFRecordError("malformed Example: field overruns message")
+            yield field, wire, buf[pos : pos + size]
+            pos += size
         else:
             raise TFRecordError(f"malformed Example: unsupported wire type {wire}")
 
 
 def _decode_feature(buf: memoryview) -> FeatureValue:
-    """Decode one ``tf.train.Feature``: bytes_list → memoryview/list, float/int64 lists → arrays."""
-    for kind, _, body in _iter_fields(buf):
-        assert isinstance(body, memoryview)
-        values = list(_iter_fields(body))
+    """Decode one ``tf.train.Feature``: bytes_list → memoryview, float/int64 lists → arrays."""
+    for kind, wire, body in _iter_fields(buf):
+        if kind not in (1, 2, 3):
+            continue  # unknown fields are skipped, as protobuf does
+        if not isinstance(body, memoryview):
+            raise TFRecordError(f"malformed Example: feature list with wire type {wire}")
+        values = [(w, v) for number, w, v in _iter_fields(body) if number == 1]
         if kind == 1:  # BytesList
-            items = [v for _, _, v in values]
-            if len(items) != 1:
-                raise TFRecordError(f"malformed Example: bytes feature holds {len(items)} values, expected 1")
-            return items[0]  # type: ignore[return-value]
-        if kind == 2:  # FloatList: packed or not
-            chunks = [bytes(v) for _, _, v in values]  # type: ignore[arg-type]
+            if len(values) != 1 or not isinstance(values[0][1], memoryview):
+                raise TFRecordError(f"malformed Example: bytes feature holds {len(values)} values, expected 1")
+            return values[0][1]
+        if kind == 2:  # FloatList: packed (one length-delimited run) or one fixed32 per value
+            chunks = []
+            for w, v in values:
+                if w not in (_WIRE_LEN, _WIRE_FIXED32) or not isinstance(v, memoryview) or len(v) % 4:
+                    raise TFRecordError("malformed Example: bad float list")
+                chunks.append(bytes(v))
             return np.frombuffer(b"".join(chunks), dtype="<f4").copy()
-        if kind == 3:  # Int64List
-            out: list[int] = []
-            for _, wire, v in values:
-                if wire == _WIRE_LEN:
-                    assert isinstance(v, memoryview)
-                    pos = 0
-                    while pos < len(v):
-                        item, pos = _read_varint(v, pos)
-                        out.append(item)
-                else:
-                    out.append(int(v))  # type: ignore[arg-type]
-            return np.array(out, dtype=np.uint64).astype(np.int64)
+        out: list[int] = []  # Int64List: packed or one varint per value
+        for w, v in values:
+            if isinstance(v, memoryview) and w == _WIRE_LEN:
+                pos = 0
+                while pos < len(v):
+                    item, pos = _read_varint(v, pos)
+                    out.append(item & 0xFFFFFFFFFFFFFFFF)
+            elif w == _WIRE_VARINT and isinstance(v, int):
+                out.append(v & 0xFFFFFFFFFFFFFFFF)
+            else:
+                raise TFRecordError("malformed Example: bad int64 list")
+        return np.array(out, dtype=np.uint64).astype(np.int64)
     return np.zeros(0, dtype=np.float32)
 
 
@@ -198,7 +204,10 @@ def parse_example(payload: memoryview) -> dict[str, FeatureValue]:
             key, value = "", memoryview(b"")
             for part, _, item in _iter_fields(entry):
                 if part == 1 and isinstance(item, memoryview):
-                    key = bytes(item).decode("utf-8")
+                    try:
+                        key = bytes(item).decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise TFRecordError(f"malformed Example: feature name is not UTF-8 ({exc})") from exc
                 elif part == 2 and isinstance(item, memoryview):
                     value = item
             features[key] = _decode_feature(value)
