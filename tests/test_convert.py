@@ -16,7 +16,7 @@ import pytest
 from conftest import BIN, run_tool, tool_env
 
 from hpcdl.convert import ConvertConfig, convert, partition
-from hpcdl.tfrecord_io import encode_example, write_records
+from hpcdl.tfrecord_io import encode_example, iter_records, read_file_bytes, write_records
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tfrecord"
 EXPECTED = dict(np.load(FIXTURES / "expected.npz"))
@@ -232,3 +232,26 @@ def test_sigkill_mid_conversion_then_rerun(tmp_path: Path) -> None:
     if killed:
         assert summary.count("ok") >= 1
     _assert_npy_outputs(out, truth)
+
+
+@pytest.mark.parametrize("to", ["npy", "gzip"])
+def test_rewritten_input_is_converted_again(tmp_path: Path, to: str) -> None:
+    truth = _make_inputs(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    assert convert(tmp_path / "in", out, ConvertConfig(to)).count("ok") == 2
+    # A regenerated input (newer than its outputs) must not be mistaken for done.
+    fresh = _make_inputs(tmp_path / "new", 1, seed=99)
+    source = tmp_path / "in" / "univ_0000_000.tfrecord"
+    source.write_bytes((tmp_path / "new" / "univ_0000_000.tfrecord").read_bytes())
+    later = time.time() + 10
+    os.utime(source, (later, later))
+    summary = convert(tmp_path / "in", out, ConvertConfig(to))
+    assert {r.name: r.status for r in summary.results} == {
+        "univ_0000_000.tfrecord": "ok",
+        "univ_0001_000.tfrecord": "skipped",
+    }
+    if to == "npy":
+        _assert_npy_outputs(out, {**truth, "univ_0000_000": fresh["univ_0000_000"]})
+    else:
+        payloads = [[bytes(r) for r in iter_records(read_file_bytes(path))] for path in (out / source.name, source)]
+        assert payloads[0] == payloads[1]
