@@ -1,24 +1,229 @@
-"""Compose the command prefix that starts a parallel stage (conversion, training)."""
+"""Compose the command that starts a parallel stage (conversion, training) on this system.
+
+A launch is a *launcher* (how processes start: ``mpirun``, SLURM ``srun`` or ``none``) times a
+*container runtime* (where they run: ``none``, ``pyxis`` flags on ``srun``, ``apptainer exec``
+inside each task, or ``lsf-docker`` where LSF already started the whole job in the image, so the
+prefix adds nothing). The workflow calls :func:`validate_execution` once at start, so a bad
+setting stops the run before any job is submitted, and :func:`launch_prefix` for each rule.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LAUNCHERS = ("none", "mpirun", "srun")
+RUNTIMES = ("none", "pyxis", "apptainer", "lsf-docker")
+SCHEDULERS = ("local", "slurm", "lsf")
+# Runtimes that need the launcher to start the container (pyxis only exists as srun flags; LSF
+# starts the Docker container itself, so the processes inside are started by mpirun or directly).
+RUNTIME_LAUNCHERS = {
+    "none": LAUNCHERS,
+    "pyxis": ("srun",),
+    "apptainer": LAUNCHERS,
+    "lsf-docker": ("none", "mpirun"),
+}
+# Docker reference grammar (distribution/reference): [host[:port]/]path[:tag][@digest].
+_DOCKER_REF = re.compile(
+    r"^(?:(?P<host>[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
 
 
-def launch_prefix(launcher: str, tasks: int) -> str:
-    """The prefix that starts ``tasks`` processes with ``launcher`` (``mpirun`` or ``none``)."""
-    if launcher == "none" or tasks <= 1:
-        return ""
-    if launcher == "mpirun":
-        return f"mpirun -np {tasks} --oversubscribe"
-    raise ValueError(f"unknown launcher {launcher!r}")
+class LaunchError(ValueError):
+    """An execution setting that cannot work; the message names the key, the value and why."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How one parallel stage starts: ``tasks`` processes on ``nodes`` nodes, maybe in a container."""
+
+    launcher: str = "mpirun"
+    runtime: str = "none"
+    tasks: int = 1
+    nodes: int = 1
+    tasks_per_node: int = 0  # 0: as many as needed, ceil(tasks / nodes)
+    gpus_per_node: int = 0
+    image: str = ""
+    mounts: tuple[str, ...] = ()
+    workdir: str = ""
+    srun_mpi: str = "pmix"
+
+    @classmethod
+    def from_config(
+        cls, execution: Mapping[str, Any], tasks: int, nodes: int = 1, mounts: tuple[str, ...] = ()
+    ) -> Launch:
+        """The launch of ``tasks`` ranks on ``nodes`` nodes under the ``execution`` config section.
+
+        ``mounts`` (``host[:container[:ro]]``) come before the configured ``execution.mounts``.
+        """
+        return cls(
+            launcher=str(execution.get("launcher", "mpirun")),
+            runtime=str(execution.get("runtime", "none")),
+            tasks=int(tasks),
+            nodes=int(nodes),
+            tasks_per_node=int(execution.get("tasks_per_node", 0) or 0),
+            gpus_per_node=int(execution.get("gpus_per_node", 0) or 0),
+            image=str(execution.get("image", "") or ""),
+            mounts=(*mounts, *(str(m) for m in execution.get("mounts", []) or [])),
+            workdir=str(execution.get("workdir", "") or ""),
+            srun_mpi=str(execution.get("srun_mpi", "pmix") or "pmix"),
+        )
+
+    @property
+    def per_node(self) -> int:
+        """Tasks started on each node."""
+        return self.tasks_per_node or -(-self.tasks // self.nodes)
+
+
+def _check_docker_ref(ref: str, key: str) -> None:
+    bare = ref.removeprefix("docker://")
+    # enroot/pyxis write the registry as `registry#image`; the reference is otherwise the same.
+    bare = bare.replace("#", "/", 1)
+    if not _DOCKER_REF.match(bare):
+        raise LaunchError(
+            f"{key}: {ref!r} is not a valid image reference (expected [registry/]name[:tag][@digest],"
+            " lower-case name, e.g. nvcr.io/nvidia/pytorch:24.05-py3)"
+        )
+
+
+def check_image(runtime: str, image: str, key: str = "execution.image") -> None:
+    """Reject an image reference that cannot exist for ``runtime``: a malformed name or a missing file."""
+    if runtime == "none":
+        return
+    if not image:
+        raise LaunchError(f"{key}: runtime {runtime!r} needs a container image, got an empty value")
+    if image.endswith((".sqsh", ".sif")) or image.startswith(("/", "./", "../")):
+        if runtime == "pyxis" and not image.endswith(".sqsh"):
+            raise LaunchError(f"{key}: {image!r}: pyxis reads squashfs images ending in .sqsh")
+        if runtime == "apptainer" and not image.endswith(".sif"):
+            raise LaunchError(f"{key}: {image!r}: apptainer reads image files ending in .sif")
+        if runtime == "lsf-docker":
+            raise LaunchError(f"{key}: {image!r}: LSF Docker needs a registry reference, not a file")
+        if not Path(image).is_file():
+            raise LaunchError(f"{key}: image file {image!r} does not exist")
+        return
+    _check_docker_ref(image, key)
+
+
+def validate(launch: Launch, stage: str = "stage") -> None:
+    """Raise :class:`LaunchError` when ``launch`` cannot start as asked."""
+    if launch.launcher not in LAUNCHERS:
+        raise LaunchError(f"execution.launcher: unknown launcher {launch.launcher!r} (one of {', '.join(LAUNCHERS)})")
+    if launch.runtime not in RUNTIMES:
+        raise LaunchError(f"execution.runtime: unknown runtime {launch.runtime!r} (one of {', '.join(RUNTIMES)})")
+    if launch.launcher not in RUNTIME_LAUNCHERS[launch.runtime]:
+        allowed = " or ".join(RUNTIME_LAUNCHERS[launch.runtime])
+        raise LaunchError(
+            f"execution.launcher: runtime {launch.runtime!r} needs launcher {allowed}, got {launch.launcher!r}"
+        )
+    if launch.tasks < 1 or launch.nodes < 1:
+        raise LaunchError(f"{stage}: tasks ({launch.tasks}) and nodes ({launch.nodes}) must be at least 1")
+    if launch.tasks_per_node and launch.tasks > launch.nodes * launch.tasks_per_node:
+        raise LaunchError(
+            f"{stage}: {launch.tasks} tasks do not fit the allocation of {launch.nodes} node(s) x "
+            f"{launch.tasks_per_node} tasks per node"
+        )
+    if launch.nodes > 1 and launch.launcher == "none":
+        raise LaunchError(f"{stage}: {launch.nodes} nodes need a launcher (mpirun or srun), got 'none'")
+    if launch.runtime != "lsf-docker":  # LSF starts that image itself (profile resource lsf_image)
+        check_image(launch.runtime, launch.image)
+
+
+def launch_prefix(launch: Launch) -> str:
+    """The shell prefix that starts ``launch.tasks`` processes of the command that follows it."""
+    validate(launch)
+    words: list[str] = []
+    if launch.launcher == "mpirun" and launch.tasks > 1:
+        words += ["mpirun", "-np", str(launch.tasks), "--oversubscribe"]
+        if launch.nodes > 1:
+            words += ["--map-by", f"ppr:{launch.per_node}:node"]
+    elif launch.launcher == "srun":
+        words += ["srun", f"--nodes={launch.nodes}", f"--ntasks={launch.tasks}"]
+        words += [f"--ntasks-per-node={launch.per_node}", f"--mpi={launch.srun_mpi}"]
+        if launch.gpus_per_node:
+            words += ["--gpus-per-task=1"]
+        if launch.runtime == "pyxis":
+            words += [f"--container-image={launch.image}"]
+            if launch.mounts:
+                words += [f"--container-mounts={','.join(launch.mounts)}"]
+            words += [f"--container-workdir={launch.workdir or Path.cwd()}"]
+    if launch.runtime == "apptainer":
+        words += ["apptainer", "exec"]
+        if launch.gpus_per_node:
+            words += ["--nv"]
+        for mount in launch.mounts:
+            words += ["--bind", mount]
+        words += ["--pwd", launch.workdir or str(Path.cwd()), launch.image]
+    return shlex.join(words)
+
+
+def validate_execution(config: Mapping[str, Any], default_resources: Mapping[str, Any] | None = None) -> None:
+    """Check the execution settings of a whole pipeline config before anything is submitted.
+
+    ``default_resources`` are the profile's ``default-resources`` (raw values): a SLURM run needs
+    ``slurm_partition`` and ``slurm_account``, an LSF run ``lsf_group``, ``lsf_queue``,
+    ``lsf_job_group`` and a valid ``lsf_image``.
+    """
+    execution = config.get("execution", {})
+    scheduler = execution.get("scheduler", "local")
+    if scheduler not in SCHEDULERS:
+        raise LaunchError(f"execution.scheduler: unknown scheduler {scheduler!r} (one of {', '.join(SCHEDULERS)})")
+    resources = dict(default_resources or {})
+    required = {"slurm": ("slurm_partition", "slurm_account"), "lsf": ("lsf_group", "lsf_queue", "lsf_job_group")}
+    for key in required.get(scheduler, ()):
+        if not str(resources.get(key) or "").strip():
+            raise LaunchError(
+                f"default-resources: {key} is empty; set it under default-resources in"
+                f" profiles/{scheduler}/config.yaml (or your copy of that profile)"
+            )
+    if scheduler == "lsf":
+        check_image("lsf-docker", str(resources.get("lsf_image") or ""), "default-resources: lsf_image")
+    for stage in ("convert", "train"):
+        section = config.get(stage, {})
+        validate(Launch.from_config(execution, section.get("tasks", 1), section.get("nodes", 1)), stage)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--launcher", default="mpirun")
-    parser.add_argument("--tasks", type=int, default=1)
+    parser.add_argument("--launcher", default="mpirun", choices=LAUNCHERS, help="how processes start")
+    parser.add_argument("--runtime", default="none", help=f"container runtime: {', '.join(RUNTIMES)}")
+    parser.add_argument("--tasks", type=int, default=1, help="processes in total")
+    parser.add_argument("--nodes", type=int, default=1, help="nodes the processes spread over")
+    parser.add_argument("--tasks-per-node", type=int, default=0, help="0: ceil(tasks / nodes)")
+    parser.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (one task per GPU)")
+    parser.add_argument("--image", default="", help="docker reference, .sqsh (pyxis) or .sif (apptainer)")
+    parser.add_argument("--mount", action="append", default=[], help="host[:container[:ro]] (repeatable)")
+    parser.add_argument("--workdir", default="", help="working directory inside the container")
+    parser.add_argument("--srun-mpi", default="pmix", help="srun --mpi plugin (pmix, pmi2, none)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to launch (optional)")
 
 
 def main(args: argparse.Namespace) -> int:
-    print(launch_prefix(args.launcher, args.tasks))
+    launch = Launch(
+        launcher=args.launcher,
+        runtime=args.runtime,
+        tasks=args.tasks,
+        nodes=args.nodes,
+        tasks_per_node=args.tasks_per_node,
+        gpus_per_node=args.gpus_per_node,
+        image=args.image,
+        mounts=tuple(args.mount),
+        workdir=args.workdir,
+        srun_mpi=args.srun_mpi,
+    )
+    try:
+        prefix = launch_prefix(launch)
+    except LaunchError as err:
+        print(f"hpcdl launch-cmd: {err}", file=sys.stderr)
+        return 2
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    print(" ".join(part for part in (prefix, shlex.join(command)) if part))
     return 0

@@ -8,11 +8,13 @@ rule convert:
     conda:
         "../envs/hpcdl.yaml"
     resources:
-        tasks=config["convert"]["tasks"],
+        **parallel_resources(
+            config["convert"]["tasks"], config["convert"].get("nodes", 1)
+        ),
     params:
         src=lambda wc: f"{data_dir(wc.source)}/{wc.split}",
         dst=lambda wc: f"{converted_dir(wc.fmt, wc.source)}/{wc.split}",
-        launch=launch(config["convert"]["tasks"]),
+        launch=launch(config["convert"]["tasks"], config["convert"].get("nodes", 1)),
     shell:
         "{params.launch} hpcdl convert {params.src} {params.dst} --to {wildcards.fmt}"
         " --summary {output.summary} > {log} 2>&1"

@@ -10,11 +10,18 @@ rule train:
     conda:
         "../envs/hpcdl.yaml"
     resources:
-        tasks=config["train"]["tasks"],
+        **parallel_resources(
+            config["train"]["tasks"], config["train"].get("nodes", 1), gpus=True
+        ),
     params:
         data=lambda wc, input: os.path.dirname(os.path.dirname(input.lists[0])),
         out=lambda wc, output: os.path.dirname(output.done),
-        launch=launch(config["train"]["tasks"]),
+        launch=launch(
+            config["train"]["tasks"],
+            config["train"].get("nodes", 1),
+            readonly=[data_dir()],
+            gpus=True,
+        ),
         args=train_args(config["train"]),
     shell:
         "{params.launch} hpcdl train --data-dir {params.data} --output-dir {params.out}"
