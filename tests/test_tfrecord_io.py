@@ -146,3 +146,17 @@ def test_damaged_examples_raise_only_tfrecord_error() -> None:
         except TFRecordError:
             outcomes["rejected"] += 1
     assert outcomes["parsed"] and outcomes["rejected"]
+
+
+def test_concatenated_gzip_members_all_read(tmp_path: Path) -> None:
+    first, second = _framed(b"first" * 50), _framed(b"second" * 30)
+    for name, members in {"two": [first, second], "twins": [first, first], "three": [first, second, first]}.items():
+        path = tmp_path / f"{name}.tfrecord"
+        path.write_bytes(b"".join(gzip.compress(bytes(m)) for m in members))
+        assert [bytes(r) for r in iter_records(read_file_bytes(path))] == [
+            bytes(m[12:-4]) for m in members
+        ], name
+    path = tmp_path / "garbage.tfrecord"
+    path.write_bytes(gzip.compress(bytes(first)) + b"trailing junk")
+    with pytest.raises(TFRecordError, match="corrupt gzip"):
+        read_file_bytes(path)
