@@ -8,10 +8,14 @@ gzip level 6 like TensorFlow's writer) into a temporary directory, then times, b
                   decode_raw + np.save, TensorFlow pinned to one thread
   tfrecord-pkg    the ``tfrecord`` package's ``tfrecord_loader`` + np.save
   floor-zlib      only inflate each file with Python's gzip module and write the bytes out
-  floor-isal      the same with isal's igzip
+  floor-isal      the same with isal, one inflate into a buffer sized from the gzip trailer
+  floor-isal-sync the same, each file written like hpcdl writes (temp name, fsync, rename)
   mpirun -np 1/2  ``hpcdl convert`` as a whole command (process start included) on 1 and 2 ranks
 
-and prints seconds, MB/s of decoded output and the ratio peer/hpcdl (>1: hpcdl is faster).
+Peers run round-robin, each run in a fresh interpreter (imports outside the timed region); the
+table shows each peer's best wall time, MB/s of decoded output, best CPU time (user + system of
+all its threads and child processes: the robust figure on a busy machine) and the ratios
+peer/hpcdl (>1: hpcdl is faster).
 
 Usage: ``python benchmarks/bench_convert.py [--files 8] [--repeat 3] [--side 128]``
 """
@@ -22,6 +26,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -31,8 +36,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from isal import igzip
+from isal import isal_zlib
 
+from hpcdl.atomic import write_bytes
 from hpcdl.convert import ConvertConfig, convert
 from hpcdl.tfrecord_io import encode_example, frame_record
 
@@ -90,11 +96,20 @@ def run_tfrecord_pkg(src: Path, dst: Path) -> None:
             np.save(dst / f"{stem}_label.npy", example["y"])
 
 
-def floor(decompress: Callable[[bytes], bytes]) -> Callable[[Path, Path], None]:
+def isal_inflate(raw: bytes) -> bytes:
+    """The fastest inflate isal offers: one call, output buffer sized by the trailer's ISIZE."""
+    return isal_zlib.decompress(raw, wbits=31, bufsize=int.from_bytes(raw[-4:], "little"))
+
+
+def floor(decompress: Callable[[bytes], bytes], durable: bool = False) -> Callable[[Path, Path], None]:
     def run(src: Path, dst: Path) -> None:
         dst.mkdir(parents=True, exist_ok=True)
         for path in sorted(src.glob("*.tfrecord")):
-            (dst / path.name).write_bytes(decompress(path.read_bytes()))
+            data = decompress(path.read_bytes())
+            if durable:
+                write_bytes(dst / path.name, data)
+            else:
+                (dst / path.name).write_bytes(data)
 
     return run
 
@@ -114,18 +129,21 @@ def mpirun(ranks: int) -> Callable[[Path, Path], float]:
     return run
 
 
-def best_of(fn: Callable[[Path, Path], float | None], src: Path, work: Path, repeat: int) -> tuple[float, float]:
-    """Best wall seconds, and best seconds the peer reports itself (its wall time if it does not)."""
-    best = inner = float("inf")
-    for _ in range(repeat):
-        dst = work / "out"
-        shutil.rmtree(dst, ignore_errors=True)
-        start = time.perf_counter()
-        reported = fn(src, dst)
-        wall = time.perf_counter() - start
-        best, inner = min(best, wall), min(inner, wall if reported is None else reported)
-    shutil.rmtree(work / "out", ignore_errors=True)
-    return best, inner
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system, all threads) of this process and its waited-for children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(fn: Callable[[Path, Path], float | None], src: Path, work: Path) -> tuple[float, float, float]:
+    """One run: wall seconds, CPU seconds, and the seconds the peer reports itself (else wall)."""
+    dst = work / "out"
+    shutil.rmtree(dst, ignore_errors=True)
+    cpu, start = _cpu_seconds(), time.perf_counter()
+    reported = fn(src, dst)
+    wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+    shutil.rmtree(dst, ignore_errors=True)
+    return wall, cpu, wall if reported is None else reported
 
 
 PEERS: dict[str, Callable[[Path, Path], float | None]] = {
@@ -133,25 +151,26 @@ PEERS: dict[str, Callable[[Path, Path], float | None]] = {
     "tensorflow": run_tensorflow,
     "tfrecord-pkg": run_tfrecord_pkg,
     "floor-zlib": floor(gzip.decompress),
-    "floor-isal": floor(igzip.decompress),
+    "floor-isal": floor(isal_inflate),
+    "floor-isal-sync": floor(isal_inflate, durable=True),
     "mpirun -np 1": mpirun(1),
     "mpirun -np 2": mpirun(2),
 }
 
 
-def time_peer(name: str, src: Path, work: Path, repeat: int) -> tuple[float, float]:
-    """Best-of-``repeat`` seconds of one peer, in a fresh interpreter: TensorFlow and the
-    ``tfrecord`` package register the same protobuf symbols and cannot share a process, and
-    no peer should inherit another's warm imports or thread pools."""
+def time_peer(name: str, src: Path, work: Path) -> tuple[float, float, float]:
+    """One run of one peer in a fresh interpreter: TensorFlow and the ``tfrecord`` package register
+    the same protobuf symbols and cannot share a process, and no peer should inherit another's warm
+    imports or thread pools."""
     out = subprocess.run(
-        [sys.executable, __file__, "--time-peer", name, str(src), str(work), str(repeat)],
+        [sys.executable, __file__, "--time-peer", name, str(src), str(work)],
         check=True, capture_output=True, text=True,
     ).stdout
-    wall, inner = out.split()[-2:]
-    return float(wall), float(inner)
+    wall, cpu, stage = out.split()[-3:]
+    return float(wall), float(cpu), float(stage)
 
 
-def _child(name: str, src: Path, work: Path, repeat: int) -> None:
+def _child(name: str, src: Path, work: Path) -> None:
     if name == "tensorflow":
         import tensorflow as tf  # pin before TensorFlow starts its thread pools
 
@@ -159,12 +178,12 @@ def _child(name: str, src: Path, work: Path, repeat: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     if name == "tfrecord-pkg":
         import tfrecord.reader  # noqa: F401  (import outside the timed region, like TensorFlow)
-    print(*best_of(PEERS[name], src, work, repeat))
+    print(*measure(PEERS[name], src, work))
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--time-peer":
-        _child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--time-peer":
+        _child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=8)
@@ -180,17 +199,22 @@ def main() -> None:
         raw_mb = args.files * args.side**3 * 4 * 2 / 1e6
         print(f"{args.files} files of {args.side}^3 x 4 int16: {raw_mb:.1f} MB decoded, "
               f"{gz_bytes / 1e6:.1f} MB gzip (ratio {raw_mb * 1e6 / gz_bytes:.2f}); best of {args.repeat}")
-        times = {name: time_peer(name, src, work, args.repeat) for name in PEERS if name not in args.skip}
-    base = times["hpcdl"][0]
-    print(f"{'converter':<14} {'seconds':>8} {'MB/s':>8} {'peer/hpcdl':>11}")
-    for name, (seconds, _) in times.items():
-        print(f"{name:<14} {seconds:8.3f} {raw_mb / seconds:8.1f} {seconds / base:11.2f}")
-    if "mpirun -np 1" in times and "mpirun -np 2" in times:
-        (wall1, stage1), (wall2, stage2) = times["mpirun -np 1"], times["mpirun -np 2"]
+        names = [name for name in PEERS if name not in args.skip]
+        # Round-robin, so a burst of load from other processes hits every peer, not just one.
+        runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+        for _ in range(args.repeat):
+            for name in names:
+                runs[name].append(time_peer(name, src, work))
+    best = {name: tuple(min(column) for column in zip(*rows, strict=True)) for name, rows in runs.items()}
+    wall0, cpu0, _ = best["hpcdl"]
+    print(f"{'converter':<16} {'wall s':>7} {'MB/s':>7} {'CPU s':>7} {'wall/hpcdl':>10} {'CPU/hpcdl':>10}")
+    for name, (wall, cpu, _) in best.items():
+        print(f"{name:<16} {wall:7.3f} {raw_mb / wall:7.1f} {cpu:7.3f} {wall / wall0:10.2f} {cpu / cpu0:10.2f}")
+    if "mpirun -np 1" in best and "mpirun -np 2" in best:
+        (wall1, _, stage1), (wall2, _, stage2) = best["mpirun -np 1"], best["mpirun -np 2"]
         print(f"speed-up 2 ranks vs 1 rank: {wall1 / wall2:.2f}x whole command, "
               f"{stage1 / stage2:.2f}x conversion stage ({stage1:.3f} s vs {stage2:.3f} s, "
               "process start and MPI init excluded)")
-
 
 if __name__ == "__main__":
     main()
