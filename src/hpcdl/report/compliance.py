@@ -14,7 +14,7 @@ from pathlib import Path
 
 RULESET = "3.0.0"
 # Checker output lines worth showing: the rule files applied, each failed check, the outcome.
-_RELEVANT = ("WARNING", "ERROR", "Compliance checks", "SUCCESS", "FAILED", "Traceback", "Error")
+_RELEVANT = ("WARNING", "ERROR", "Compliance checks", "SUCCESS", "FAILED", "Traceback", "Error:")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,326 @@
+"""``hpcdl report``: pages, figures, compliance verdicts, index, scaling, bad inputs, a real browser.
+
+One real run is trained end to end (synth -> convert -> lists -> train, 1 rank, crop 32); the other
+run directories are written by :func:`make_run`, whose ``mllog.txt`` is a real MLPerf log emitted
+through ``mlperf_logging.mllog`` with the keys ``hpcdl train`` logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import logging
+import re
+import shutil
+import struct
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlperf_logging import mllog
+from mlperf_logging.mllog import constants as c
+
+from conftest import BIN, run_tool
+from hpcdl.report.html import fmt_seconds
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIGURES = ("loss", "mae", "lr", "throughput")
+
+
+def write_mllog(path: Path, maes: list[float], status: str) -> None:
+    """A real MLPerf HPC log of a closed CosmoFlow run with one eval_error per epoch."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger(f"test-report-mllog-{path}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.handlers = [Collect()]
+    mllog.config(logger=logger)
+    log = mllog.get_mllogger()
+    log.event(c.CACHE_CLEAR, True)
+    log.start(c.INIT_START)
+    for key, value in [
+        (c.SUBMISSION_BENCHMARK, "cosmoflow"), (c.SUBMISSION_ORG, "hpcdl"), (c.SUBMISSION_DIVISION, "closed"),
+        (c.SUBMISSION_STATUS, "onprem"), (c.SUBMISSION_PLATFORM, "1xCPU-1ranks"), ("number_of_nodes", 1),
+        ("accelerators_per_node", 0), (c.GLOBAL_BATCH_SIZE, 4), (c.TRAIN_SAMPLES, 8), (c.EVAL_SAMPLES, 4),
+        (c.GRADIENT_ACCUMULATION_STEPS, 1), (c.OPT_NAME, "sgd"), (c.OPT_BASE_LR, 0.008),
+        (c.OPT_LR_WARMUP_EPOCHS, 1), (c.OPT_LR_WARMUP_FACTOR, 8.0), (c.OPT_LR_DECAY_BOUNDARY_EPOCHS, [32, 64]),
+        (c.OPT_LR_DECAY_FACTOR, [0.25, 0.125]), ("dropout", 0.5), (c.OPT_WEIGHT_DECAY, 0.0),
+    ]:
+        log.event(key=key, value=value)
+    log.end(c.INIT_STOP)
+    log.start(c.RUN_START)
+    for epoch, mae in enumerate(maes, 1):
+        meta = {"epoch_num": epoch}
+        log.start(c.EPOCH_START, metadata=meta)
+        log.end(c.EPOCH_STOP, metadata=meta)
+        log.start(c.EVAL_START, metadata=meta)
+        log.event("eval_error", mae, metadata=meta)
+        log.end(c.EVAL_STOP, metadata=meta)
+    log.end(c.RUN_STOP, metadata={"status": status})
+    path.write_text("".join(f"{line}\n" for line in lines))
+
+
+def make_run(root: Path, name: str, world_size: int = 1, maes: tuple[float, ...] = (0.3, 0.2, 0.1),
+             samples_per_s: float = 10.0, **summary: Any) -> Path:
+    """A run directory as ``hpcdl train`` leaves it (minus the checkpoint)."""
+    run = root / name
+    run.mkdir(parents=True)
+    metrics = [
+        {"epoch": e, "train_loss": 2 * m, "val_loss": 1.5 * m, "val_mae": m, "lr": 0.001 * e,
+         "samples_per_s": samples_per_s * (0.5 if e == 1 else 1.0), "epoch_time_s": 2.0, "elapsed_s": 2.0 * e}
+        for e, m in enumerate(maes, 1)
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    status = "success" if min(maes) <= 0.124 else "aborted"
+    write_mllog(run / "mllog.txt", list(maes), status)
+    doc = {
+        "run_name": name, "status": status, "target_mae": 0.124, "best_val_mae": min(maes),
+        "final_val_mae": maes[-1], "epochs_run": len(maes), "time_to_train_s": 2.0 * len(maes),
+        "staging_s": 0.5, "world_size": world_size, "local_world_size": world_size, "nodes": 1,
+        "launcher": "mpirun", "device": "cpu", "global_batch_size": 4 * world_size, "train_samples": 8,
+        "eval_samples": 4, "parameters": 4778788,
+        "config": {"seed": 0, "base_lr": 0.008, "lr_scheduler_decays": [0.25, 0.125],
+                   "submission": {"org": "hpcdl"}},
+    }
+    doc.update(summary)
+    (run / "run.json").write_text(json.dumps(doc))
+    return run
+
+
+def report(runs: list[Path], out: Path, cwd: Path) -> Any:
+    return run_tool([str(BIN / "hpcdl"), "report", *map(str, runs), "--output", str(out)], cwd=cwd, timeout=300)
+
+
+def data_uris(page: str) -> list[bytes]:
+    return [base64.b64decode(b) for b in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_MAGIC
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 2-epoch, 1-rank CosmoFlow run on 8 synthetic 32^3 universes."""
+    root = tmp_path_factory.mktemp("trained")
+    hpcdl = str(BIN / "hpcdl")
+    steps = [[hpcdl, "synth", "raw", "--crop-size", "32", "--train", "8", "--validation", "4", "--workers", "1"]]
+    for split in ("train", "validation"):
+        steps += [[hpcdl, "convert", f"raw/{split}", f"npy/{split}"], [hpcdl, "lists", f"npy/{split}"]]
+    steps.append([hpcdl, "train", "--data-dir", "npy", "--output-dir", "run", "--run-name", "tiny",
+                  "--epochs", "2", "--batch-size", "4", "--warmup-epochs", "1", "--target-mae", "0.01"])
+    for args in steps:
+        proc = run_tool(args, cwd=root, timeout=600)
+        assert proc.returncode == 0, f"{args[1]} failed:\n{proc.stdout}\n{proc.stderr}"
+    return root / "run"
+
+
+@pytest.mark.slow
+def test_real_run_page_has_figures_config_facts_and_failed_verdict(trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    proc = report([trained_run], out, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page = (out / "tiny.html").read_text()
+    # The checker's own verdict: 2 epochs cannot reach the closed-division MAE of 0.124.
+    assert "MLPerf compliance FAILED" in page
+    assert "Failed checks for eval_error" in page
+    assert "python -m mlperf_logging.compliance_checker --usage hpc --ruleset 3.0.0" in page
+    # Each figure is inline and byte-identical to its separate PNG file.
+    inline = data_uris(page)
+    assert len(inline) == 4
+    for kind, data in zip(FIGURES, inline, strict=True):
+        assert (out / "tiny" / f"{kind}.png").read_bytes() == data
+        width, height = png_size(data)
+        assert width > 300 and height > 200
+    summary = json.loads((trained_run / "run.json").read_text())
+    assert f"<tr><th>lr_scheduler_decays</th><td>0.25, 0.125</td></tr>" in page
+    assert f"<tr><th>batch_size</th><td>4</td></tr>" in page
+    assert f"<tr><th>parameters</th><td>{summary['parameters']:,}</td></tr>" in page
+    assert "<tr><th>world size</th><td>1</td></tr>" in page
+    assert f"{summary['best_val_mae']:.4g}" in page
+    # Self-contained: no scripts, no external resources.
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    # The checker's log went into the report, not into the working directory.
+    assert "ERROR - FAILED" in (out / "tiny" / "compliance.txt").read_text()
+    assert not (tmp_path / "compliance_checker.log").exists()
+    entry = json.loads((out / "summary.json").read_text())["runs"][0]
+    assert entry["compliance"] == "FAILED" and entry["epochs_run"] == 2 and entry["world_size"] == 1
+    assert '<a href="tiny.html">tiny</a>' in (out / "index.html").read_text()
+
+
+def test_compliant_log_gets_success_verdict(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs", "good", maes=(0.3, 0.11))
+    proc = report([run], tmp_path / "out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "out" / "good.html").read_text()
+    assert "MLPerf compliance SUCCESS" in page and "INFO - SUCCESS" in page
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["runs"][0]["compliance"] == "SUCCESS"
+    assert summary["runs"][0]["samples_per_s"] == 10.0  # median without the start-up epoch
+    assert summary["errors"] == [] and summary["scaling"] == []
+
+
+def test_missing_mllog_is_a_failed_verdict_not_an_error(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs", "nolog")
+    (run / "mllog.txt").unlink()
+    proc = report([run], tmp_path / "out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "out" / "nolog.html").read_text()
+    assert "MLPerf compliance FAILED" in page and "mllog.txt: missing, nothing to check" in page
+
+
+def test_bad_runs_are_named_and_the_good_ones_still_rendered(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    good = make_run(runs, "good")
+    no_summary = make_run(runs, "no_summary")
+    (no_summary / "run.json").unlink()
+    no_metrics = make_run(runs, "no_metrics")
+    (no_metrics / "metrics.jsonl").unlink()
+    bad_json = make_run(runs, "bad_json")
+    (bad_json / "run.json").write_text('{"run_name": "bad_json", ')
+    bad_line = make_run(runs, "bad_line")
+    with (bad_line / "metrics.jsonl").open("a") as handle:
+        handle.write("{not json}\n")
+    bad_name = make_run(runs, "bad_name", run_name="../escape")
+    twin = make_run(runs, "twin", run_name="good")
+    out = tmp_path / "out"
+    proc = report([no_summary, good, no_metrics, bad_json, bad_line, bad_name, twin], out, tmp_path)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("hpcdl report: error: ")]
+    assert len(errors) == 6, proc.stderr
+    expected = [
+        f"{no_summary / 'run.json'}: missing",
+        f"{no_metrics / 'metrics.jsonl'}: missing",
+        f"{bad_json / 'run.json'}: malformed JSON",
+        f"{bad_line / 'metrics.jsonl'}:4: malformed JSON",
+        f"{bad_name / 'run.json'}: run_name '../escape' is not a plain name",
+        f"{twin / 'run.json'}: run_name 'good' already used by {good}",
+    ]
+    for line, start in zip(errors, expected, strict=True):
+        assert line.removeprefix("hpcdl report: error: ").startswith(start), line
+    assert (out / "good.html").is_file()
+    assert sorted(p.name for p in out.glob("*.html")) == ["good.html", "index.html"]
+    assert not (tmp_path / "escape.html").exists()
+    index = (out / "index.html").read_text()
+    assert '<a href="good.html">good</a>' in index
+    assert "Runs that could not be reported" in index and "malformed JSON" in index
+    assert len(json.loads((out / "summary.json").read_text())["errors"]) == 6
+
+
+def test_index_lists_every_run_and_shows_scaling(tmp_path: Path) -> None:
+    runs = [make_run(tmp_path / "runs", f"n{n}", world_size=n, samples_per_s=s)
+            for n, s in ((1, 10.0), (2, 18.0), (4, 30.0))]
+    runs.append(make_run(tmp_path / "runs", "n4b", world_size=4, samples_per_s=34.0))
+    out = tmp_path / "out"
+    proc = report(runs, out, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    index = (out / "index.html").read_text()
+    for name in ("n1", "n2", "n4", "n4b"):
+        assert f'<a href="{name}.html">{name}</a>' in index
+        assert (out / f"{name}.html").is_file()
+        assert all((out / name / f"{kind}.png").is_file() for kind in FIGURES)
+    scaling = json.loads((out / "summary.json").read_text())["scaling"]
+    assert [p["world_size"] for p in scaling] == [1, 2, 4]
+    assert [p["runs"] for p in scaling] == [1, 1, 2]
+    assert [round(p["speedup"], 6) for p in scaling] == [1.0, 1.8, 3.2]
+    assert [round(p["efficiency"], 6) for p in scaling] == [1.0, 0.9, 0.8]
+    assert "<h2>Scaling</h2>" in index and "1.80x" in index and "80 %" in index
+    assert data_uris(index) == [(out / "scaling.png").read_bytes()]
+    # The index is the last file written: once it exists, everything it links to does too.
+    newest = max(p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "index.html")
+    assert (out / "index.html").stat().st_mtime_ns >= newest
+
+
+def test_no_scaling_figure_for_one_world_size(tmp_path: Path) -> None:
+    runs = [make_run(tmp_path / "runs", name, world_size=2) for name in ("a", "b")]
+    proc = report(runs, tmp_path / "out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "out" / "scaling.png").exists()
+    assert "Scaling" not in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_strings_from_the_run_are_escaped(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs", "x", status="<b>done</b>", launcher="<script>alert(1)</script>",
+                   config={"note": '"><img src=x onerror=alert(1)>'})
+    proc = report([run], tmp_path / "out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for page in ((tmp_path / "out" / "x.html").read_text(), (tmp_path / "out" / "index.html").read_text()):
+        assert "<script" not in page and "<b>done" not in page and "<img src=x" not in page
+    page = (tmp_path / "out" / "x.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_fmt_seconds() -> None:
+    assert [fmt_seconds(v) for v in (3.25, 65, 3725, None)] == ["3.2 s", "1 min 05 s", "1 h 02 min", "—"]
+
+
+HARNESS = """<!DOCTYPE html><html><body>
+<iframe id="run" src="out/n1.html" width="1200" height="900"></iframe>
+<iframe id="index" src="out/index.html" width="1200" height="900"></iframe>
+<script>
+// The window's load event waits for both iframes (same origin); record whether every image decoded.
+// Synchronous on purpose: --dump-dom does not wait for pending promises.
+window.addEventListener("load", () => {
+  const frames = [...document.querySelectorAll("iframe")];
+  const result = {};
+  for (const f of frames) {
+    const imgs = [...f.contentDocument.images];
+    result[f.id] = {title: f.contentDocument.title, images: imgs.length,
+                    decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length};
+  }
+  const pre = document.createElement("pre");
+  pre.id = "result";
+  pre.textContent = JSON.stringify(result);
+  document.body.appendChild(pre);
+});
+</script></body></html>
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.network
+def test_pages_render_in_headless_chromium(tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH")
+    runs = [make_run(tmp_path / "runs", f"n{n}", world_size=n, samples_per_s=8.0 * n) for n in (1, 2)]
+    proc = report(runs, tmp_path / "site" / "out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "site" / "harness.html").write_text(HARNESS)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path / "site")))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        dom = run_tool([
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000", "--dump-dom",
+            f"http://127.0.0.1:{server.server_address[1]}/harness.html",
+        ], timeout=180)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    match = re.search(r'<pre id="result">(.*?)</pre>', dom.stdout)
+    assert match, f"harness did not report:\n{dom.stdout[-2000:]}\n{dom.stderr[-2000:]}"
+    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result == {
+        "run": {"title": "CosmoFlow run n1", "images": 4, "decoded": 4},
+        "index": {"title": "CosmoFlow training runs", "images": 1, "decoded": 1},
+    }
