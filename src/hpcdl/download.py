@@ -107,8 +107,11 @@ def _attempt(config: DownloadConfig, part: Path) -> int:
             sink.seek(offset)
             sink.truncate()
             try:
-                while chunk := response.read(CHUNK):
+                # read1 returns what has arrived instead of waiting for a full chunk, and the flush
+                # puts it on disk: a killed process leaves every byte it received to resume from.
+                while chunk := response.read1(CHUNK):
                     sink.write(chunk)
+                    sink.flush()
             except (OSError, http.client.HTTPException) as exc:
                 raise _Transient(f"connection lost after {sink.tell()} bytes: {exc}") from exc
             written = sink.tell()

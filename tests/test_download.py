@@ -1,0 +1,357 @@
+"""``hpcdl download`` against a real nginx on loopback: resume, verification, safe extraction, workflow.
+
+The server is Debian's nginx started by this module with its own prefix, logs and temp paths; its
+access log records status, body bytes and the Range header of every request, which is how the
+tests prove what went over the wire. The served tarball mirrors the NERSC mini archive: one top
+directory holding ``train/`` and ``validation/`` with gzip TFRecords (here from ``hpcdl synth``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import BIN, REPO, run_tool
+from hpcdl.synth import SynthConfig, synthesize
+
+pytestmark = pytest.mark.network
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+TOP = "cosmoUniverse_2019_05_4parE_tf_v2_mini"
+ARCHIVE = f"{TOP}.tar"
+SPLITS = ("train", "validation")
+COUNTS = {"train": 6, "validation": 2}
+
+# Three locations over the same files: plain, slow for un-ranged requests only (a first download
+# can be killed mid-way, its resumption is fast), and one that ignores Range (answers 200).
+NGINX_CONF = """\
+daemon off;
+master_process off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 32; }}
+http {{
+    log_format fields '$status $body_bytes_sent "$http_range" $request_uri';
+    access_log {tmp}/access.log fields;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    default_type application/octet-stream;
+    map $http_range $first_request_rate {{ "" 4k; default 0; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {www};
+        location /slow/ {{ alias {www}/; limit_rate $first_request_rate; }}
+        location /norange/ {{ alias {www}/; max_ranges 0; }}
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One access-log line."""
+
+    status: int
+    body_bytes: int
+    range: str
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running nginx: where it listens, what it serves and what it logged."""
+
+    port: int
+    www: Path
+    access_log: Path
+
+    def url(self, name: str, location: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}/{location}{name}"
+
+    def requests(self, name: str, location: str = "") -> list[Request]:
+        """Logged requests for ``name`` under ``location``, oldest first."""
+        found = []
+        for line in self.access_log.read_text().splitlines():
+            status, body, rest = line.split(" ", 2)
+            range_header, uri = rest.rsplit(" ", 1)
+            if uri == f"/{location}{name}":
+                found.append(Request(int(status), int(body), range_header.strip('"')))
+        return found
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_nginx(tmp: Path, www: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start nginx on a free port (retrying if another process takes it first); wait until it listens."""
+    for _ in range(3):
+        port = _free_port()
+        conf = tmp / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp, www=www, port=port))
+        proc = subprocess.Popen(
+            [NGINX, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return proc, port
+            except OSError:
+                time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+    raise RuntimeError(f"nginx did not start: {(tmp / 'error.log').read_text()}")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """A tiny synthetic dataset in the reference layout (train/, validation/)."""
+    root = tmp_path_factory.mktemp("source")
+    synthesize(root, SynthConfig(crop_size=8, seed=7, workers=1, **COUNTS))
+    (root / "manifest.json").unlink()  # the real archive carries only the TFRecords
+    return root
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> None:
+    """Write a plain tar of in-memory files (names exactly as given, unsafe ones included)."""
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, source: Path):
+    """nginx serving ``ARCHIVE`` (``TOP/train/*.tfrecord``, ``TOP/validation/*.tfrecord``)."""
+    tmp = tmp_path_factory.mktemp("nginx")
+    www = tmp / "www"
+    www.mkdir()
+    with tarfile.open(www / ARCHIVE, "w") as tar:
+        tar.add(source, arcname=TOP)
+    proc, port = _start_nginx(tmp, www)
+    try:
+        yield Server(port, www, tmp / "access.log")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def download(url: str, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return run_tool([str(BIN / "hpcdl"), "download", url, str(out), "--retries", "1", *options], timeout=60)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_dataset(out: Path, source: Path, archive: Path, alone: bool = True) -> None:
+    """``out`` holds exactly the source TFRecords, byte for byte, and a manifest describing them.
+
+    ``alone``: nothing else is left in ``out`` (no archive, part file or staging directory).
+    """
+    for split in SPLITS:
+        names = sorted(p.name for p in (out / split).iterdir())
+        assert names == sorted(p.name for p in (source / split).iterdir())
+        assert len(names) == COUNTS[split]
+        for name in names:
+            assert (out / split / name).read_bytes() == (source / split / name).read_bytes()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["archive"] == ARCHIVE
+    assert manifest["archive_bytes"] == archive.stat().st_size
+    assert manifest["sha256"] == sha256(archive)
+    assert [f["file"] for f in manifest["splits"]["train"]] == [
+        f"train/{p.name}" for p in sorted((source / "train").iterdir())
+    ]
+    if alone:
+        assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train", "validation"]
+
+
+def assert_nothing_extracted(out: Path) -> None:
+    """No dataset, no manifest and no staging directory in ``out``."""
+    left = {p.name for p in out.iterdir()} if out.exists() else set()
+    assert not left & {"train", "validation", "manifest.json"}, left
+    assert not [name for name in left if name.startswith(".tmp-")], left
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hpcdl download: error: ")
+    return lines[0]
+
+
+def test_full_download_verified_and_extracted(server: Server, source: Path, tmp_path: Path):
+    archive = server.www / ARCHIVE
+    out = tmp_path / "data"
+    result = download(server.url(ARCHIVE), out, "--sha256", sha256(archive), "--size", str(archive.stat().st_size))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_dataset(out, source, archive)
+    assert f"sha256 {sha256(archive)}" in result.stdout and "6 train files, 2 validation files" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("kept", "location", "expected"),
+    [
+        ("half", "", [206]),  # resumed with a Range request
+        ("all", "", [416]),  # the part is already complete: nothing more to fetch
+        ("too long", "", [416, 200]),  # a part longer than the file is stale: discarded, fetched again
+        ("half", "norange/", [200]),  # the server ignores Range: start again from byte 0
+    ],
+)
+def test_partial_download_is_resumed(server: Server, source: Path, tmp_path: Path, kept, location, expected):
+    archive = server.www / ARCHIVE
+    data = archive.read_bytes()
+    prefix = {"half": data[: len(data) // 2], "all": data, "too long": data + b"\0" * 100}[kept]
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / f"{ARCHIVE}.part").write_bytes(prefix)
+    result = download(server.url(ARCHIVE, location), out, "--sha256", sha256(archive))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_dataset(out, source, archive)
+
+    requests = server.requests(ARCHIVE, location)[-len(expected) :]
+    assert [r.status for r in requests] == expected
+    assert requests[0].range == f"bytes={len(prefix)}-"
+    sent = {206: len(data) - len(prefix), 200: len(data)}  # a 416 sends no part of the file
+    assert [r.body_bytes for r in requests if r.status != 416] == [sent[s] for s in expected if s != 416]
+
+
+def test_killed_download_resumes_with_range(server: Server, source: Path, tmp_path: Path):
+    archive = server.www / ARCHIVE
+    size = archive.stat().st_size
+    url = server.url(ARCHIVE, "slow/")
+    out = tmp_path / "data"
+    part = out / f"{ARCHIVE}.part"
+    # The un-ranged first request is throttled to 4 KiB/s, so the transfer is still running
+    # when the first bytes land in the part file; then the process is killed outright.
+    proc = subprocess.Popen(
+        [str(BIN / "hpcdl"), "download", url, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the throttled download finished before it could be interrupted"
+            time.sleep(0.02)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup in the client, as when a job's time limit is enforced
+        proc.wait()
+    received = part.stat().st_size
+    assert 0 < received < size
+    assert_nothing_extracted(out)
+
+    result = download(url, out, "--sha256", sha256(archive), "--size", str(size))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_dataset(out, source, archive)
+    resumed = server.requests(ARCHIVE, "slow/")[-1]
+    assert resumed.status == 206
+    assert resumed.range == f"bytes={received}-"
+    assert resumed.body_bytes == size - received
+
+
+def test_checksum_mismatch_leaves_nothing(server: Server, tmp_path: Path):
+    archive = server.www / ARCHIVE
+    wrong = hashlib.sha256(b"not the archive").hexdigest()
+    out = tmp_path / "data"
+    line = one_error_line(download(server.url(ARCHIVE), out, "--sha256", wrong))
+    assert server.url(ARCHIVE) in line and str(out / ARCHIVE) in line
+    assert f"expected {wrong}" in line and f"got {sha256(archive)}" in line
+    assert_nothing_extracted(out)
+    assert list(out.iterdir()) == []  # the bad archive is deleted, not kept for a rerun to trust
+
+
+def test_size_mismatch_leaves_nothing(server: Server, tmp_path: Path):
+    size = (server.www / ARCHIVE).stat().st_size
+    out = tmp_path / "data"
+    line = one_error_line(download(server.url(ARCHIVE), out, "--size", str(size + 1)))
+    assert server.url(ARCHIVE) in line and f"{size} bytes, expected {size + 1}" in line
+    assert_nothing_extracted(out)
+    assert [r.status for r in server.requests(ARCHIVE)][-1] == 200
+
+
+def test_missing_url_is_an_error(server: Server, tmp_path: Path):
+    out = tmp_path / "data"
+    url = server.url("no-such-dataset.tar")
+    line = one_error_line(download(url, out))
+    assert f"{url}: HTTP 404" in line
+    assert_nothing_extracted(out)
+    assert [r.status for r in server.requests("no-such-dataset.tar")] == [404]
+
+
+@pytest.mark.parametrize("member", ["../escaped.tfrecord", f"{TOP}/../../escaped.tfrecord", "/tmp/escaped.tfrecord"])
+def test_unsafe_member_is_refused(server: Server, tmp_path: Path, member: str):
+    name = f"unsafe-{hashlib.sha256(member.encode()).hexdigest()[:8]}.tar"
+    _tar(server.www / name, {f"{TOP}/train/a.tfrecord": b"a", f"{TOP}/validation/b.tfrecord": b"b", member: b"x"})
+    work = tmp_path / "work"
+    out = work / "data"
+    line = one_error_line(download(server.url(name), out))
+    assert f"refusing member {member!r}" in line and "path leaves the target" in line
+    assert_nothing_extracted(out)
+    assert not list(tmp_path.rglob("escaped.tfrecord")) and not Path(member).exists()
+
+
+def test_link_member_is_refused(server: Server, tmp_path: Path):
+    name = "with-link.tar"
+    with tarfile.open(server.www / name, "w") as tar:
+        link = tarfile.TarInfo(f"{TOP}/train/link.tfrecord")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    out = tmp_path / "data"
+    line = one_error_line(download(server.url(name), out))
+    assert "link.tfrecord" in line and "not a file or directory" in line
+    assert_nothing_extracted(out)
+
+
+def test_workflow_reaches_file_lists_from_downloaded_data(server: Server, source: Path, tmp_path: Path):
+    archive = server.www / ARCHIVE
+    results = tmp_path / "results"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "results": str(results),
+                "dataset": {"source": "download"},
+                "download": {"url": server.url(ARCHIVE), "sha256": sha256(archive), "size": archive.stat().st_size},
+                "convert": {"format": "npy", "tasks": 1},
+                "execution": {"launcher": "none"},
+            }
+        )
+    )
+    result = run_tool(
+        [str(BIN / "snakemake"), "--cores", "2", "data", "--configfile", str(config)], cwd=REPO, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    assert_dataset(results / "data/download", source, archive, alone=False)
+    npy = results / "data/download/npy"
+    for split in SPLITS:
+        names = (npy / split / "files_data.lst").read_text().split()
+        labels = (npy / split / "files_label.lst").read_text().split()
+        assert len(names) == len(labels) == COUNTS[split]
+        assert np.load(npy / split / names[0]).shape == (8, 8, 8, 4)
+        assert np.load(npy / split / labels[0]).shape == (4,)
+    assert [r.status for r in server.requests(ARCHIVE)][-1] == 200
