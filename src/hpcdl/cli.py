@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("hpcdl.train.run", "train CosmoFlow data-parallel with MLPerf HPC logging"),
     "report": ("hpcdl.report", "render the HTML report of one or more training runs"),
     "launch-cmd": ("hpcdl.launch", "print the launch command a rule runs for a container runtime"),
+    "container": ("hpcdl.container", "regenerate the Apptainer recipe, enroot import, apptainer exec"),
 }
 
 
