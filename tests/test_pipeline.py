@@ -1,0 +1,138 @@
+"""The whole local pipeline through Snakemake, then ``snakemake --report``.
+
+synth (crop 32, 16 train / 8 validation) -> convert (2 MPI ranks) -> lists -> train (2 ranks under
+mpirun, 2 epochs) -> report, from one ``snakemake`` call on a tiny config; the Snakemake report of
+that run must carry the captions, rendered from the config, and the figures the pipeline drew.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import BIN, REPO, run_tool
+
+pytestmark = [pytest.mark.mpi, pytest.mark.slow]
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RUN = "tiny"
+EPOCHS = 2
+# Out of reach, so the run always trains every epoch (status "aborted") and the metric count is known.
+TARGET = 1e-6
+FIGURE_TITLES = {
+    "loss": "Loss",
+    "mae": "Validation MAE",
+    "lr": "Learning-rate schedule",
+    "throughput": "Training throughput",
+}
+
+
+def snakemake(config: Path, *args: str) -> str:
+    """Run Snakemake on the repository's workflow with ``config`` over the defaults; its output."""
+    result = run_tool([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(config), *args],
+                      cwd=REPO, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """(config file, results directory, Snakemake output) of one full run of the default target."""
+    root = tmp_path_factory.mktemp("pipeline")
+    results = root / "results"
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "results": str(results),
+        "dataset": {"source": "synth"},
+        "synth": {"crop_size": 32, "train": 16, "validation": 8, "seed": 11, "workers": 1},
+        "convert": {"format": "npy", "tasks": 2},
+        "execution": {"launcher": "mpirun"},
+        "train": {"run_name": RUN, "tasks": 2, "seed": 0, "batch_size": 4, "epochs": EPOCHS,
+                  "target_mae": TARGET, "warmup_epochs": 1},
+    }))
+    return config, results, snakemake(config)
+
+
+def script_var(page: str, name: str) -> Any:
+    """The JSON value of ``var <name> = ...;`` in the Snakemake report's page."""
+    match = re.search(rf'<script id="[\w-]+">\s*var {name} = (.*?);?\s*</script>', page)
+    assert match, f"no var {name} in the report"
+    return json.loads(match.group(1))
+
+
+def test_every_stage_ran_and_wrote_its_outputs(pipeline: tuple[Path, Path, str]) -> None:
+    _, results, output = pipeline
+    for rule in ("synth", "convert", "lists", "train", "report"):
+        assert f"rule {rule}:" in output
+    for split, count in (("train", 16), ("validation", 8)):
+        lists = results / "data/synth/npy" / split
+        assert len((lists / "files_data.lst").read_text().split()) == count
+        assert len((lists / "files_label.lst").read_text().split()) == count
+
+    run_dir = results / "runs" / RUN
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["run_name"] == RUN and summary["status"] == "aborted"
+    assert (summary["world_size"], summary["launcher"], summary["global_batch_size"]) == (2, "mpirun", 8)
+    assert (summary["train_samples"], summary["eval_samples"], summary["epochs_run"]) == (16, 8, EPOCHS)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == list(range(1, EPOCHS + 1))
+    assert all(m["val_mae"] > 0 and m["samples_per_s"] > 0 for m in metrics)
+    assert summary["best_val_mae"] == min(m["val_mae"] for m in metrics)
+    keys = [json.loads(line.removeprefix(":::MLLOG "))["key"]
+            for line in (run_dir / "mllog.txt").read_text().splitlines()]
+    assert keys.count("run_start") == keys.count("run_stop") == 1  # rank 0 logs alone
+    assert keys.count("eval_error") == EPOCHS
+
+    report = results / "report"
+    index = (report / "index.html").read_text()
+    assert f'href="{RUN}.html"' in index and "aborted" in index
+    assert "MLPerf compliance" in (report / f"{RUN}.html").read_text()
+    for fig in FIGURE_TITLES:
+        assert (report / RUN / f"{fig}.png").read_bytes().startswith(PNG_MAGIC)
+    for log in ("synth.log", "convert/synth_npy_train.log", "lists/synth_validation.log",
+                f"train/{RUN}.log", "report.log"):
+        assert (results / "logs" / log).is_file(), log
+
+
+def test_second_call_has_nothing_to_do(pipeline: tuple[Path, Path, str]) -> None:
+    config, results, _ = pipeline
+    stamp = (results / "runs" / RUN / "run.json").stat().st_mtime_ns
+    assert "Nothing to be done" in snakemake(config)
+    assert (results / "runs" / RUN / "run.json").stat().st_mtime_ns == stamp
+
+
+def test_snakemake_report_has_captions_and_figures(pipeline: tuple[Path, Path, str], tmp_path: Path) -> None:
+    config, results, _ = pipeline
+    snakemake(config, "--report", str(tmp_path / "report.zip"))
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        page = archive.read("report/report.html").decode()
+        files = {Path(name).name: archive.read(name) for name in archive.namelist()}
+
+    description = script_var(page, "workflow_desc")
+    assert f'<tt class="docutils literal">{RUN}</tt>' in description
+    assert "16 training and 8 validation" in description and "32³ × 4" in description
+    assert "Training curves" in description
+
+    entries = script_var(page, "results")
+    figures = {path: entry for path, entry in entries.items() if path.endswith(".png")}
+    assert {Path(path).name for path in figures} == {f"{fig}.png" for fig in FIGURE_TITLES}
+    for path, entry in figures.items():
+        fig = Path(path).stem
+        # each figure gets its own caption, and the bytes the pipeline drew
+        assert entry["caption"].startswith(f"<p><strong>{FIGURE_TITLES[fig]}</strong> of run"), entry["caption"]
+        assert entry["labels"] == {"run": RUN, "figure": fig}
+        assert files[f"{fig}.png"] == (results / "report" / RUN / f"{fig}.png").read_bytes()
+    assert f"({TARGET:g})" in figures[str(results / "report" / RUN / "mae.png")]["caption"]
+    assert files["index.html"] == (results / "report" / "index.html").read_bytes()
+    assert files[f"{RUN}.html"] == (results / "report" / f"{RUN}.html").read_bytes()
+
+    categories = script_var(page, "categories")
+    assert set(categories) == {"Runs", "Training curves"}
+    assert len(categories["Training curves"][RUN]) == len(FIGURE_TITLES)
