@@ -34,8 +34,9 @@ ARCHIVE = f"{TOP}.tar"
 SPLITS = ("train", "validation")
 COUNTS = {"train": 6, "validation": 2}
 
-# Three locations over the same files: plain, slow for un-ranged requests only (a first download
-# can be killed mid-way, its resumption is fast), and one that ignores Range (answers 200).
+# Locations over the same files: plain, slow for un-ranged requests only (a first download can be
+# killed or time out mid-way, its resumption is fast), and one that ignores Range (answers 200);
+# /busy/ answers every request with 503.
 NGINX_CONF = """\
 daemon off;
 master_process off;
@@ -57,6 +58,7 @@ http {{
         root {www};
         location /slow/ {{ alias {www}/; limit_rate $first_request_rate; }}
         location /norange/ {{ alias {www}/; max_ranges 0; }}
+        location /busy/ {{ return 503; }}
     }}
 }}
 """
@@ -355,3 +357,58 @@ def test_workflow_reaches_file_lists_from_downloaded_data(server: Server, source
         assert np.load(npy / split / names[0]).shape == (8, 8, 8, 4)
         assert np.load(npy / split / labels[0]).shape == (4,)
     assert [r.status for r in server.requests(ARCHIVE)][-1] == 200
+
+
+def test_stalled_connection_is_retried_with_range(server: Server, source: Path, tmp_path: Path):
+    archive = server.www / ARCHIVE
+    out = tmp_path / "data"
+    # The throttled first response pauses longer than the socket timeout: the client drops it and
+    # its retry asks for the rest only.
+    result = download(server.url(ARCHIVE, "slow/"), out, "--timeout", "0.5", "--retries", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "connection lost after" in result.stdout and "retrying" in result.stdout
+    assert_dataset(out, source, archive)
+    resumed = [r for r in server.requests(ARCHIVE, "slow/") if r.range]
+    assert resumed and resumed[-1].status == 206
+    received = int(resumed[-1].range.removeprefix("bytes=").removesuffix("-"))
+    assert 0 < received and resumed[-1].body_bytes == archive.stat().st_size - received
+
+
+def test_server_error_is_retried_then_reported(server: Server, tmp_path: Path):
+    out = tmp_path / "data"
+    url = server.url(ARCHIVE, "busy/")
+    line = one_error_line(download(url, out))
+    assert f"{url}: giving up after 2 attempts: HTTP 503" in line
+    assert [r.status for r in server.requests(ARCHIVE, "busy/")][-2:] == [503, 503]
+    assert_nothing_extracted(out)
+
+
+@pytest.mark.parametrize(
+    ("members", "reason"),
+    [
+        ({f"{TOP}/train/a.tfrecord": b"a"}, "no directory holds both train/ and validation/"),
+        (None, "cannot extract"),
+    ],
+)
+def test_archive_without_dataset_is_refused(server: Server, tmp_path: Path, members, reason):
+    name = "no-validation.tar" if members else "not-a-tar.tar"
+    if members:
+        _tar(server.www / name, members)
+    else:
+        (server.www / name).write_text("<html>maintenance</html>\n")
+    out = tmp_path / "data"
+    line = one_error_line(download(server.url(name), out))
+    assert f"{out / name}: {reason}" in line
+    assert_nothing_extracted(out)
+
+
+def test_file_url_with_a_part_file_starts_over(server: Server, source: Path, tmp_path: Path):
+    archive = server.www / ARCHIVE
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / f"{ARCHIVE}.part").write_bytes(archive.read_bytes()[:5000])
+    # A file:// source answers a Range request with the whole file: appending it would corrupt the part.
+    result = download(archive.as_uri(), out, "--sha256", sha256(archive))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "restarting from byte 0" in result.stdout
+    assert_dataset(out, source, archive)

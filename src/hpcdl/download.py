@@ -97,8 +97,9 @@ def _attempt(config: DownloadConfig, part: Path) -> int:
     except (urllib.error.URLError, OSError) as exc:
         raise _Transient(str(getattr(exc, "reason", exc))) from exc
     with response:
-        if offset and response.status == 200:
-            print(f"{part.name}: server ignored the Range request; restarting from byte 0")
+        # Only a 206 continues the part file: a 200, or a file:// URL (no status), is the whole file.
+        if offset and response.status != 206:
+            print(f"{part.name}: the source ignored the Range request; restarting from byte 0")
             offset = 0
         total = _expected_total(response, offset)
         if total is not None and config.size and total != config.size:
@@ -170,13 +171,13 @@ def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     return members
 
 
-def _find_splits(root: Path) -> Path:
+def _find_splits(root: Path, archive: Path) -> Path:
     """The shallowest directory under ``root`` holding both ``train/`` and ``validation/``."""
     candidates = [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
     for directory in sorted(candidates, key=lambda p: len(p.parts)):
         if all((directory / split).is_dir() for split in SPLITS):
             return directory
-    raise DownloadError(f"archive holds no directory with both {' and '.join(SPLITS)}/")
+    raise DownloadError(f"{archive}: no directory holds both {' and '.join(f'{s}/' for s in SPLITS)}")
 
 
 def extract(archive: Path, out: Path) -> None:
@@ -187,8 +188,9 @@ def extract(archive: Path, out: Path) -> None:
             with tarfile.open(archive, "r:*") as tar:
                 tar.extractall(staging, members=_safe_members(tar, archive), filter="data")
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DownloadError(f"{archive}: cannot extract: {exc}") from exc
-        found = _find_splits(staging)
+            # tarfile's "r:*" lists each compression it tried on its own line; keep the error one line.
+            raise DownloadError(f"{archive}: cannot extract: {' '.join(str(exc).split())}") from exc
+        found = _find_splits(staging, archive)
         for split in SPLITS:
             target = out / split
             if target.exists():
