@@ -37,6 +37,8 @@ COUNTS = {"train": 6, "validation": 2}
 # Locations over the same files: plain, slow for un-ranged requests only (a first download can be
 # killed or time out mid-way, its resumption is fast), and one that ignores Range (answers 200);
 # /busy/ answers every request with 503.
+# A single foreground process (no master/worker split): one pid to stop, and no worker that
+# switches to an unprivileged user who could not read the test's files.
 NGINX_CONF = """\
 daemon off;
 master_process off;
