@@ -1,0 +1,171 @@
+"""The SLURM path on a real two-node cluster on this host (``tests/slurm/cluster.py``).
+
+One cluster per session: munged, slurmctld and two slurmds (``node1``, ``node2``). The pipeline
+test runs ``snakemake --profile profiles/slurm`` (layered with ``tests/slurm/profile``) end to end:
+every rule is an ``sbatch`` job, conversion a two-rank ``srun --mpi=pmix`` step, training one gloo
+rank on each node through ``srun``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BIN, REPO, run_tool
+
+sys.path.insert(0, str(Path(__file__).parent / "slurm"))
+import cluster  # noqa: E402  (tests/slurm/cluster.py, not a package)
+
+pytestmark = pytest.mark.slurm
+
+
+class Cluster:
+    """A started test cluster: its state directory and client environment."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.conf = str(state / "slurm.conf")
+
+    def run(self, *args: str, timeout: float = 120, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+        """Run a SLURM client (or anything that talks to the cluster) in the cluster's environment."""
+        return run_tool(list(args), cwd=cwd, timeout=timeout, SLURM_CONF=self.conf)
+
+    def log(self, name: str = "slurmctld.log") -> str:
+        return (self.state / name).read_text(errors="replace")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The two-node cluster; always stopped again, and stopping must leave no daemon behind."""
+    state = tmp_path_factory.mktemp("slurm")
+    try:
+        cluster.start(state)
+    except cluster.ClusterError as err:
+        pytest.fail(f"the test SLURM cluster did not start:\n{err}", pytrace=False)
+    pidfiles = [*(state / n / "slurmd.pid" for n in cluster.NODES), state / "slurmctld.pid", state / "munge/munged.pid"]
+    pids = [int(p.read_text().split()[0]) for p in pidfiles]
+    try:
+        yield Cluster(state)
+    finally:
+        cluster.stop(state)
+        left = [pid for pid in pids if _alive(pid)]
+        assert not left, f"daemons still running after stop: {left}\n{cluster.logs(state)}"
+
+
+def test_both_nodes_idle(slurm):
+    result = slurm.run("sinfo", "-h", "-N", "-o", "%N %P %t %c")
+    assert result.returncode == 0, result.stderr
+    rows = sorted(line.split() for line in result.stdout.splitlines())
+    assert rows == [["node1", "debug*", "idle", "2"], ["node2", "debug*", "idle", "2"]]
+
+
+def test_srun_places_one_rank_on_each_node(slurm):
+    result = slurm.run("srun", "-N2", "-n2", "bash", "-c", 'echo "$SLURM_PROCID $SLURM_NODEID $SLURMD_NODENAME"')
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["0 0 node1", "1 1 node2"]
+
+
+@pytest.mark.mpi
+def test_srun_pmix_starts_one_mpi_world_over_both_nodes(slurm):
+    code = "from mpi4py import MPI; c = MPI.COMM_WORLD; print(c.Get_rank(), c.Get_size(), c.allreduce(c.Get_rank() + 1))"
+    result = slurm.run("srun", "--mpi=pmix", "-N2", "-n2", str(BIN / "python"), "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split()) == sorted("0 2 3 1 2 3".split())
+
+
+def test_sbatch_wait_returns_the_job_exit_status(slurm, tmp_path):
+    out = tmp_path / "job.out"
+    ok = slurm.run(
+        "sbatch", "--wait", "-N2", "-n2", f"--output={out}", "--wrap", "srun bash -c 'echo $SLURMD_NODENAME'"
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    job = re.search(r"Submitted batch job (\d+)", ok.stdout).group(1)
+    assert sorted(out.read_text().split()) == ["node1", "node2"]
+    assert f"JobId={job} NodeList=node[1-2]" in slurm.log()
+
+    failed = slurm.run("sbatch", "--wait", f"--output={tmp_path / 'fail.out'}", "--wrap", "exit 3")
+    assert failed.returncode != 0
+
+
+def _pipeline_config(tmp_path: Path) -> Path:
+    """Tiny synthetic data; convert on 2 ranks, train 2 nodes x 1 gloo rank, all through srun."""
+    config = {
+        "results": str(tmp_path / "results"),
+        "synth": {"crop_size": 32, "train": 16, "validation": 8, "seed": 3, "workers": 1},
+        "convert": {"format": "npy", "tasks": 2},
+        "execution": {
+            "scheduler": "slurm",
+            "launcher": "srun",
+            "runtime": "none",
+            "gpus_per_node": 0,
+            "tasks_per_node": 0,
+            "srun_mpi": "pmix",
+        },
+        # An unreachable target: the run does all its epochs.
+        "train": {"run_name": "slurm", "tasks": 2, "nodes": 2, "seed": 0, "batch_size": 4, "epochs": 2,
+                  "target_mae": 0.001, "warmup_epochs": 0},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _job_ids(logdir: Path, rule: str) -> list[str]:
+    """SLURM job ids of ``rule``'s jobs: the plugin names each job's log ``<jobid>.log``."""
+    return sorted(p.stem for p in (logdir / f"rule_{rule}").rglob("*.log"))
+
+
+def test_pipeline_runs_through_slurm(slurm, tmp_path):
+    logdir = tmp_path / "slurm_logs"
+    result = slurm.run(
+        str(BIN / "snakemake"),
+        "--profile", "profiles/slurm",
+        "--workflow-profile", "tests/slurm/profile",
+        "--configfile", "profiles/slurm/pipeline.yaml", str(_pipeline_config(tmp_path)),
+        "--slurm-logdir", str(logdir),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    results = tmp_path / "results"
+
+    run = json.loads((results / "runs/slurm/run.json").read_text())
+    assert run["status"] == "aborted" and run["epochs_run"] == 2
+    assert (run["world_size"], run["nodes"], run["local_world_size"], run["launcher"]) == (2, 2, 1, "srun")
+    assert len((results / "runs/slurm/metrics.jsonl").read_text().splitlines()) == 2
+    assert "slurm" in (results / "report/index.html").read_text()
+    for split, files in (("train", 16), ("validation", 8)):
+        summary = json.loads((results / f"data/synth/npy/{split}/convert.json").read_text())
+        assert (summary["ok"], summary["failed"], summary["ranks"]) == (files, 0, 2)
+        assert all(rank["files"] for rank in summary["per_rank"])
+
+    # Every rule ran as its own SLURM job; training's job held both nodes and ran a step on each.
+    jobs = {rule: _job_ids(logdir, rule) for rule in ("synth", "convert", "lists", "train", "report")}
+    assert {rule: len(ids) for rule, ids in jobs.items()} == {
+        "synth": 1, "convert": 2, "lists": 2, "train": 1, "report": 1
+    }
+    ctld = slurm.log()
+    for ids in jobs.values():
+        for job in ids:
+            assert re.search(rf"_job_complete: JobId={job} WEXITSTATUS 0", ctld), job
+    for job in jobs["convert"]:
+        assert re.search(rf"Allocate JobId={job} NodeList=node\d #CPUs=2 ", ctld), job
+    (train,) = jobs["train"]
+    assert f"Allocate JobId={train} NodeList=node[1-2]" in ctld
+    for node in cluster.NODES:
+        assert f"launch task StepId={train}.0 " in slurm.log(f"{node}/slurmd.log"), node
