@@ -176,10 +176,29 @@ def test_unknown_system_lists_the_known_ones(tmp_path):
     assert "known: DGXA100_128x8x1, DGXA100_16x8x1, DGXA100_1x8x1, DGXA100_4x8x1, LOCAL_2x1x4" in output
 
 
+def test_layout_the_launcher_cannot_start_names_the_system(tmp_path):
+    execution = {"scheduler": "slurm", "launcher": "none"}
+    config = write_config(tmp_path, execution=execution, scaling={"strong": ["LOCAL_2x1x4"]})
+    result = snakemake(["strong_scaling"], config, "-n", *SITE)
+    assert result.returncode != 0
+    assert "config/systems/LOCAL_2x1x4.yaml: " in result.stdout + result.stderr
+    assert "2 nodes need a launcher (mpirun or srun), got 'none'" in result.stdout + result.stderr
+
+
+def test_command_line_config_sets_the_weak_instances(tmp_path):
+    # `--config` hands nested values over as text; the instance count is still a number.
+    overrides = ["--config", f"results={tmp_path / 'results'}", "scaling={weak: {system: LOCAL_2x1x4, instances: 3}}"]
+    result = run_tool([SNAKEMAKE, "weak_scaling", "-n", "--cores", "2", *overrides], cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = re.findall(r"wildcards: run=(\S+)", result.stdout)
+    assert sorted(runs) == ["weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1", "weak_LOCAL_2x1x4_i2"]
+
+
 @pytest.mark.parametrize(
     ("scaling", "needle"),
     [
         ({"weak": {"system": "LOCAL_2x1x4", "instances": -1}}, "-1 is less than the minimum of 0"),
+        ({"weak": {"system": "LOCAL_2x1x4", "instances": "two"}}, "'two' does not match"),
         ({"weak": {"system": "LOCAL_2x1x4"}}, "'instances' is a required property"),
         ({"strong": ["../etc/passwd"]}, "does not match"),
         ({"strng": ["LOCAL_2x1x4"]}, "'strng' was unexpected"),

@@ -168,6 +168,10 @@ def test_scaling_runs_names_and_seed_offsets():
         "weak_DGXA100_4x8x1_i1": ("DGXA100_4x8x1", 1),
         "weak_DGXA100_4x8x1_i2": ("DGXA100_4x8x1", 2),
     }
+    assert list(scaling_runs({"weak": {"system": "LOCAL_2x1x4", "instances": "2"}})) == [
+        "weak_LOCAL_2x1x4_i0",
+        "weak_LOCAL_2x1x4_i1",
+    ]
     assert scaling_runs({}) == {}
     assert scaling_runs({"weak": {"system": "LOCAL_2x1x4", "instances": 0}}) == {}
 

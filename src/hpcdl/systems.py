@@ -68,10 +68,11 @@ def scaling_runs(scaling: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
 
     Strong scaling: one run per listed system, ``strong_<system>``, seed offset 0.
     Weak scaling: ``instances`` independent runs of one system, ``weak_<system>_i<k>``, offset k.
+    ``instances`` may be a string of digits, as ``snakemake --config`` passes nested values.
     """
     runs = {f"strong_{name}": (name, 0) for name in scaling.get("strong", [])}
     weak = scaling.get("weak") or {}
-    for k in range(weak.get("instances", 0)):
+    for k in range(int(weak.get("instances", 0))):
         runs[f"weak_{weak['system']}_i{k}"] = (weak["system"], k)
     return runs
 

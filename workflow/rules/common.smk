@@ -3,7 +3,7 @@ from dataclasses import replace
 
 from snakemake.utils import validate
 
-from hpcdl.launch import Launch, launch_prefix, validate_execution
+from hpcdl.launch import Launch, LaunchError, launch_prefix, validate_execution
 from hpcdl.systems import load_system, run_layout, run_train_config, scaling_runs
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -144,16 +144,20 @@ def scaled_runs(scaling):
         train = run_train_config(config["train"], system, seed)
         tasks, nodes, execution = run_layout(config["execution"], system)
         resources = parallel_resources(tasks, nodes, gpus=True, execution=execution)
-        runs[run] = {
-            "args": train_args(train),
-            "launch": launch(
+        try:
+            prefix = launch(
                 tasks,
                 nodes,
                 readonly=[data_dir()],
                 gpus=True,
                 execution=execution,
                 staging_dir=train.get("staging_dir"),
-            ),
+            )
+        except LaunchError as err:
+            raise LaunchError(f"{directory}/{name}.yaml: {err}") from None
+        runs[run] = {
+            "args": train_args(train),
+            "launch": prefix,
             "resources": {**resources, "runtime": system["walltime"]},
         }
     return runs
