@@ -2,18 +2,23 @@
 """Submit one Snakemake job script to LSF with Docker (RIS Compute1): prints the LSF job id.
 
 Called by the cluster-generic executor as ``submit.py --logdir DIR JOBSCRIPT``; LSF writes each
-job's output and its final report to ``DIR/<rule>/<jobid>.log`` (``status.py`` reads it there). Everything comes from the
-job's resources (profile ``default-resources``/``set-resources`` and the rule's own):
+job's output and its final report to ``DIR/<rule>/<jobid>.log`` (``status.py`` reads it there).
+Everything comes from the job's resources (profile ``default-resources``/``set-resources`` and the
+rule's own) and its ``threads``:
 
 * ``lsf_group`` -> ``-G``, ``lsf_queue`` -> ``-q``, ``lsf_job_group`` -> ``-g`` (caps how many
   of this workflow's jobs run at once), ``lsf_image`` -> ``-a 'docker(IMAGE)'``;
 * ``tasks``/``nodes`` -> ``-n TASKS -R 'affinity[core(1)] span[ptile=TASKS/NODES]'``, with
   ``LSF_DOCKER_NETWORK=host`` and ``LSF_DOCKER_IPC=host`` so ranks on several hosts can talk;
+  a one-task job with ``threads`` > 1 -> ``-n THREADS -R 'span[hosts=1]'`` (its slots on one host);
 * ``gres`` (``gpu:G``, set by the workflow for training) -> ``-gpu "num=G"`` (per host);
 * ``mem_mb`` -> ``-M``/``rusage[mem]``, ``runtime`` (minutes) -> ``-W``;
 * ``lsf_array`` (N > 1) -> a job array ``-J name[1-N]`` of the same script (LSF caps arrays at
   1000 elements; each element reads ``LSB_JOBINDEX``).
-The working directory is mounted into the container at the same path (``LSF_DOCKER_VOLUMES``).
+``LSF_DOCKER_VOLUMES`` mounts the working directory at the same path, then ``lsf_volumes``, then
+whatever ``LSF_DOCKER_VOLUMES`` the user exported (site storage). The job sees the image's own
+environment (``LSF_DOCKER_PRESERVE_ENVIRONMENT=false``), so ``python`` is the image's, not a host
+virtualenv's; export ``LSF_DOCKER_PRESERVE_ENVIRONMENT=true`` before ``snakemake`` to pass yours.
 """
 
 from __future__ import annotations
@@ -30,8 +35,15 @@ MAX_ARRAY = 1000
 REQUIRED = ("lsf_group", "lsf_queue", "lsf_job_group", "lsf_image")
 
 
-def bsub_command(props: dict, jobscript: str, cwd: str, logroot: Path) -> tuple[list[str], dict[str, str]]:
-    """The ``bsub`` argv and the extra environment for one job's properties."""
+def bsub_command(
+    props: dict, jobscript: str, cwd: str, logroot: Path, environ: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The ``bsub`` argv and the extra environment for one job's properties.
+
+    ``environ`` is the submitting environment: an exported ``LSF_DOCKER_VOLUMES`` is kept and an
+    exported ``LSF_DOCKER_PRESERVE_ENVIRONMENT`` wins over the default ``false``.
+    """
+    environ = environ or {}
     res = props.get("resources", {})
     missing = [key for key in REQUIRED if not str(res.get(key) or "").strip()]
     if missing:
@@ -40,6 +52,7 @@ def bsub_command(props: dict, jobscript: str, cwd: str, logroot: Path) -> tuple[
     logdir = Path(cwd, logroot, name)
     logdir.mkdir(parents=True, exist_ok=True)
     tasks, nodes = int(res.get("tasks") or 1), int(res.get("nodes") or 1)
+    threads = int(props.get("threads") or 1)
     array = int(res.get("lsf_array") or 1)
     if array > MAX_ARRAY:
         raise ValueError(f"lsf_array={array}: LSF job arrays hold at most {MAX_ARRAY} elements")
@@ -55,6 +68,9 @@ def bsub_command(props: dict, jobscript: str, cwd: str, logroot: Path) -> tuple[
         ptile = -(-tasks // nodes)
         argv += ["-n", str(tasks)]
         select.append(f"affinity[core(1)] span[ptile={ptile}]")
+    elif threads > 1:
+        argv += ["-n", str(threads)]
+        select.append("span[hosts=1]")
     if select:
         argv += ["-R", " ".join(select)]
     gpus = re.fullmatch(r"gpu(?::\w+)?:(\d+)", str(res.get("gres") or ""))
@@ -64,7 +80,12 @@ def bsub_command(props: dict, jobscript: str, cwd: str, logroot: Path) -> tuple[
         argv += ["-W", str(int(res["runtime"]))]
     argv += ["/bin/bash", jobscript]
     volumes = [f"{cwd}:{cwd}", *str(res.get("lsf_volumes") or "").split()]
-    env = {"LSF_DOCKER_VOLUMES": " ".join(volumes)}
+    volumes += environ.get("LSF_DOCKER_VOLUMES", "").split()
+    env = {
+        # Docker refuses a mount point named twice.
+        "LSF_DOCKER_VOLUMES": " ".join(dict.fromkeys(volumes)),
+        "LSF_DOCKER_PRESERVE_ENVIRONMENT": environ.get("LSF_DOCKER_PRESERVE_ENVIRONMENT", "false"),
+    }
     if tasks > 1:
         env.update(LSF_DOCKER_NETWORK="host", LSF_DOCKER_IPC="host")
     return argv, env
@@ -76,7 +97,8 @@ def main(argv: list[str]) -> int:
         return 2
     jobscript = argv[3]
     try:
-        command, extra_env = bsub_command(read_job_properties(jobscript), jobscript, os.getcwd(), Path(argv[2]))
+        props = read_job_properties(jobscript)
+        command, extra_env = bsub_command(props, jobscript, os.getcwd(), Path(argv[2]), dict(os.environ))
     except ValueError as err:
         print(f"submit.py: {jobscript}: {err}", file=sys.stderr)
         return 1
