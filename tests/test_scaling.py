@@ -138,6 +138,20 @@ def test_local_system_under_mpirun_runs_every_rank_here(tmp_path):
     assert [flag(jobs[f"weak_LOCAL_2x1x4_i{k}"]["shell"], "--seed") for k in (0, 1)] == ["0", "1"]
 
 
+def test_lsf_mpirun_spreads_the_ranks_over_the_system_nodes(tmp_path):
+    execution = {"scheduler": "lsf", "launcher": "mpirun", "runtime": "lsf-docker", "gpus_per_node": 1}
+    config = write_config(tmp_path, execution=execution, scaling={"weak": {"system": "DGXA100_4x8x1", "instances": 1}})
+    lsf = ["lsf_group=compute-x", "lsf_queue=general", "lsf_job_group=/x/hpcdl", "lsf_image=ghcr.io/hpcdl/hpcdl:0.1.0"]
+    job = dry_run_jobs(["weak_scaling"], config, "--default-resources", *lsf)["weak_DGXA100_4x8x1_i0"]
+    assert job["shell"].startswith("mpirun -np 32 --oversubscribe --map-by ppr:8:node hpcdl train ")
+    assert {key: job["resources"][key] for key in ("tasks", "nodes", "gres", "runtime")} == {
+        "tasks": "32",
+        "nodes": "4",
+        "gres": "gpu:8",  # the system's GPUs per node, not the config's 1
+        "runtime": "480",
+    }
+
+
 def bad_system(tmp_path: Path, name: str, **changes) -> Path:
     """A systems directory holding a copy of DGXA100_4x8x1 saved as ``name`` with ``changes``."""
     directory = tmp_path / "systems"
