@@ -142,6 +142,14 @@ def _resolves(name: str) -> bool:
     return True
 
 
+def _running(pidfile: Path) -> bool:
+    try:
+        os.kill(int(pidfile.read_text().split()[0]), 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
 def _claim_host_settings(state: Path) -> None:
     """Make the node names resolvable and the fallback client config point at this cluster."""
     if not all(_resolves(node) for node in NODES):
@@ -152,9 +160,9 @@ def _claim_host_settings(state: Path) -> None:
         raise ClusterError(f"{SITE_CONF} exists: this host has its own SLURM cluster, which jobs would use")
     if FALLBACK_CONF.is_symlink() or FALLBACK_CONF.exists():
         owner = FALLBACK_CONF.resolve()
-        if owner.exists() and owner != (state / "slurm.conf").resolve():
+        if owner != (state / "slurm.conf").resolve() and _running(owner.parent / "slurmctld.pid"):
             raise ClusterError(f"{FALLBACK_CONF} belongs to another running cluster ({owner})")
-        FALLBACK_CONF.unlink()
+        FALLBACK_CONF.unlink()  # left behind by a cluster that was killed
     FALLBACK_CONF.parent.mkdir(parents=True, exist_ok=True)
     FALLBACK_CONF.symlink_to(state / "slurm.conf")
 
@@ -201,7 +209,10 @@ def start(state: Path, timeout: float = 60) -> dict[str, str]:
     env = env_for(state)
     munge = state / "munge"
     try:
-        _claim_host_settings(state)
+        try:
+            _claim_host_settings(state)
+        except OSError as err:
+            raise ClusterError(f"cannot prepare this host for the test cluster (root needed): {err}") from err
         commands = [
             [
                 munged, "--force", f"--key-file={key}", f"--socket={munge}/munge.socket",
