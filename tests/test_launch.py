@@ -88,11 +88,31 @@ def test_pyxis_flags_follow_srun_with_mounts_and_workdir():
 
 def test_pyxis_reads_an_imported_squashfs_and_defaults_workdir_to_cwd(sqsh, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    launch = Launch(launcher="srun", runtime="pyxis", tasks=2, image=sqsh)
-    assert argv(launch) == [
-        "srun", "--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--mpi=pmix",
-        f"--container-image={sqsh}", f"--container-workdir={tmp_path}",
-    ]
+    # pyxis takes only paths starting with / or ./ as files: a relative one is made absolute.
+    for image in (sqsh, "hpcdl.sqsh"):
+        launch = Launch(launcher="srun", runtime="pyxis", tasks=2, image=image)
+        assert argv(launch) == [
+            "srun", "--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--mpi=pmix",
+            f"--container-image={sqsh}", f"--container-workdir={tmp_path}",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("image", "pyxis", "apptainer"),
+    [
+        # enroot pulls a name without `#` from Docker Hub and pyxis adds docker:// itself;
+        # apptainer wants docker://registry/name.
+        ("ghcr.io/hpcdl/hpcdl:0.1.0", "ghcr.io#hpcdl/hpcdl:0.1.0", "docker://ghcr.io/hpcdl/hpcdl:0.1.0"),
+        ("docker://ghcr.io/hpcdl/hpcdl:0.1.0", "ghcr.io#hpcdl/hpcdl:0.1.0", "docker://ghcr.io/hpcdl/hpcdl:0.1.0"),
+        ("ghcr.io#hpcdl/hpcdl:0.1.0", "ghcr.io#hpcdl/hpcdl:0.1.0", "docker://ghcr.io/hpcdl/hpcdl:0.1.0"),
+        ("localhost:5000/hpcdl:1", "localhost:5000#hpcdl:1", "docker://localhost:5000/hpcdl:1"),
+        ("hpcdl/hpcdl:0.1.0", "hpcdl/hpcdl:0.1.0", "docker://hpcdl/hpcdl:0.1.0"),
+    ],
+)
+def test_registry_image_is_written_the_way_each_runtime_reads_it(image, pyxis, apptainer):
+    srun = argv(Launch(launcher="srun", runtime="pyxis", image=image, workdir="/w"))
+    assert f"--container-image={pyxis}" in srun
+    assert argv(Launch(launcher="none", runtime="apptainer", image=image, workdir="/w"))[-1] == apptainer
 
 
 @pytest.mark.parametrize(
@@ -151,6 +171,8 @@ def test_apptainer_pulls_a_registry_image_without_gpus(tmp_path, monkeypatch):
          "execution.image: '/images/hpcdl.sif': pyxis reads squashfs images ending in .sqsh"),
         (Launch(launcher="mpirun", runtime="apptainer", image="/images/hpcdl.sqsh"),
          "execution.image: '/images/hpcdl.sqsh': apptainer reads image files ending in .sif"),
+        (Launch(launcher="mpirun", runtime="apptainer", image="hpcdl.sif"),
+         "execution.image: image file 'hpcdl.sif' does not exist"),
         (Launch(launcher="srun", tasks=17, nodes=2, tasks_per_node=8),
          "stage: 17 tasks do not fit the allocation of 2 node(s) x 8 tasks per node"),
         (Launch(launcher="none", tasks=2, nodes=2), "stage: 2 nodes need a launcher (mpirun or srun), got 'none'"),
@@ -207,6 +229,8 @@ def test_shipped_profiles_validate_once_site_values_are_set():
          "default-resources: lsf_image: 'Not An Image' is not a valid image reference"),
         ("lsf", {}, {**LSF_SITE, "lsf_image": "/images/hpcdl.sif"},
          "LSF Docker needs a registry reference, not a file"),
+        ("lsf", {}, {**LSF_SITE, "lsf_image": "ghcr.io#hpcdl/hpcdl:0.1.0"},
+         "default-resources: lsf_image: 'ghcr.io#hpcdl/hpcdl:0.1.0': Docker names the registry with '/'"),
         ("slurm", {"scheduler": "pbs"}, SLURM_SITE, "execution.scheduler: unknown scheduler 'pbs' (one of local, slurm, lsf)"),
         ("slurm", {"runtime": "singularity"}, SLURM_SITE, "execution.runtime: unknown runtime 'singularity'"),
         ("slurm", {"launcher": "mpirun"}, SLURM_SITE, "runtime 'pyxis' needs launcher srun, got 'mpirun'"),

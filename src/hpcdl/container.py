@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpcdl.atomic import TMP_PREFIX, write_text
-from hpcdl.launch import LaunchError, check_image
+from hpcdl.launch import LaunchError, check_image, enroot_ref
 
 # Relative to the repository root, where the commands are run (like snakemake).
 DOCKERFILE = Path("containers/Dockerfile")
@@ -84,11 +84,7 @@ def recipe_drift(committed: Path = DEFFILE, dockerfile: Path = DOCKERFILE) -> st
 
 
 def enroot_uri(ref: str) -> str:
-    """``ref`` as enroot's ``docker://[REGISTRY#]IMAGE[:TAG]``, rejecting files and bad names.
-
-    Docker's own rule decides whether the first component is a registry: it has a ``.`` or a
-    ``:``, or is ``localhost``; otherwise the image comes from Docker Hub.
-    """
+    """``ref`` as enroot's ``docker://[REGISTRY#]IMAGE[:TAG]``, rejecting files and bad names."""
     bare = ref.removeprefix("docker://")
     if not bare or bare.endswith((".sqsh", ".sif")) or bare.startswith(("/", "./", "../")):
         raise ContainerError(
@@ -98,11 +94,7 @@ def enroot_uri(ref: str) -> str:
         check_image("pyxis", bare, "image")
     except LaunchError as err:
         raise ContainerError(str(err)) from None
-    if "#" not in bare:
-        first, sep, rest = bare.partition("/")
-        if sep and ("." in first or ":" in first or first == "localhost"):
-            bare = f"{first}#{rest}"
-    return f"docker://{bare}"
+    return f"docker://{enroot_ref(bare)}"
 
 
 @dataclass(frozen=True)

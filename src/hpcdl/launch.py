@@ -10,6 +10,7 @@ setting stops the run before any job is submitted, and :func:`launch_prefix` for
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -95,13 +96,19 @@ def _check_docker_ref(ref: str, key: str) -> None:
         )
 
 
+def _is_file(image: str) -> bool:
+    return image.endswith((".sqsh", ".sif")) or image.startswith(("/", "./", "../"))
+
+
 def check_image(runtime: str, image: str, key: str = "execution.image") -> None:
     """Reject an image reference that cannot exist for ``runtime``: a malformed name or a missing file."""
     if runtime == "none":
         return
     if not image:
         raise LaunchError(f"{key}: runtime {runtime!r} needs a container image, got an empty value")
-    if image.endswith((".sqsh", ".sif")) or image.startswith(("/", "./", "../")):
+    if runtime == "lsf-docker" and "#" in image:
+        raise LaunchError(f"{key}: {image!r}: Docker names the registry with '/', not enroot's '#'")
+    if _is_file(image):
         if runtime == "pyxis" and not image.endswith(".sqsh"):
             raise LaunchError(f"{key}: {image!r}: pyxis reads squashfs images ending in .sqsh")
         if runtime == "apptainer" and not image.endswith(".sif"):
@@ -112,6 +119,33 @@ def check_image(runtime: str, image: str, key: str = "execution.image") -> None:
             raise LaunchError(f"{key}: image file {image!r} does not exist")
         return
     _check_docker_ref(image, key)
+
+
+def enroot_ref(ref: str) -> str:
+    """A registry reference in enroot's ``[REGISTRY#]IMAGE[:TAG]`` form, without ``docker://``.
+
+    Without ``#`` enroot pulls from Docker Hub, so a leading registry host (Docker's rule: a first
+    component with ``.`` or ``:``, or ``localhost``) is joined with ``#`` instead of ``/``.
+    """
+    bare = ref.removeprefix("docker://")
+    if "#" not in bare:
+        first, sep, rest = bare.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            bare = f"{first}#{rest}"
+    return bare
+
+
+def runtime_image(runtime: str, image: str) -> str:
+    """``image`` as ``runtime`` reads it.
+
+    pyxis takes a file only when the path starts with ``/`` or ``./`` and adds ``docker://`` to
+    anything else itself; apptainer takes registry images only as ``docker://registry/name``.
+    """
+    if _is_file(image):
+        return os.path.abspath(image)
+    if runtime == "pyxis":
+        return enroot_ref(image)
+    return "docker://" + image.removeprefix("docker://").replace("#", "/", 1)
 
 
 def validate(launch: Launch, stage: str = "stage") -> None:
@@ -152,7 +186,7 @@ def launch_prefix(launch: Launch) -> str:
         if launch.gpus_per_node:
             words += ["--gpus-per-task=1"]
         if launch.runtime == "pyxis":
-            words += [f"--container-image={launch.image}"]
+            words += [f"--container-image={runtime_image('pyxis', launch.image)}"]
             if launch.mounts:
                 words += [f"--container-mounts={','.join(launch.mounts)}"]
             words += [f"--container-workdir={launch.workdir or Path.cwd()}"]
@@ -162,7 +196,7 @@ def launch_prefix(launch: Launch) -> str:
             words += ["--nv"]
         for mount in launch.mounts:
             words += ["--bind", mount]
-        words += ["--pwd", launch.workdir or str(Path.cwd()), launch.image]
+        words += ["--pwd", launch.workdir or str(Path.cwd()), runtime_image("apptainer", launch.image)]
     return shlex.join(words)
 
 
