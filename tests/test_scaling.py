@@ -125,16 +125,21 @@ def test_dgxa100_strong_and_weak_under_srun_pyxis(tmp_path):
     assert not results.exists()
 
 
-def test_local_system_under_mpirun_runs_every_rank_here(tmp_path):
-    config = write_config(tmp_path, scaling={"strong": ["LOCAL_2x1x4"], "weak": {"system": "LOCAL_2x1x4", "instances": 2}})
-    jobs = dry_run_jobs(["strong_scaling", "weak_scaling"], config)
-    assert sorted(jobs) == ["strong_LOCAL_2x1x4", "weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1"]
-    for run, job in jobs.items():
+def test_local_systems_under_mpirun_run_every_rank_here(tmp_path):
+    scaling = {"strong": ["LOCAL_1x1x8", "LOCAL_2x1x4"], "weak": {"system": "LOCAL_2x1x4", "instances": 2}}
+    jobs = dry_run_jobs(["strong_scaling", "weak_scaling"], write_config(tmp_path, scaling=scaling))
+    assert sorted(jobs) == ["strong_LOCAL_1x1x8", "strong_LOCAL_2x1x4", "weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1"]
+    for run in ("strong_LOCAL_2x1x4", "weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1"):
+        job = jobs[run]
         assert job["shell"].startswith("mpirun -np 2 --oversubscribe hpcdl train ")
         assert flag(job["shell"], "--batch-size") == "4" and flag(job["shell"], "--warmup-epochs") == "0"
         assert "--staging-dir" not in job["shell"]  # the system reads the data in place
         assert job["resources"]["runtime"] == "30" and job["resources"]["gres"] == ""
         assert job["resources"]["tasks"] == "2" and job["resources"]["mpi"] == "mpirun"
+    # One rank: no launcher at all, and the same global batch of 8 as the two-rank run.
+    single = jobs["strong_LOCAL_1x1x8"]
+    assert single["shell"].split(" hpcdl train ")[0] == "" and flag(single["shell"], "--batch-size") == "8"
+    assert single["resources"]["tasks"] == "1" and single["resources"]["mpi"] == ""
     assert [flag(jobs[f"weak_LOCAL_2x1x4_i{k}"]["shell"], "--seed") for k in (0, 1)] == ["0", "1"]
 
 
@@ -187,7 +192,7 @@ def test_unknown_system_lists_the_known_ones(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "config/systems/DGXH100_2x8x1.yaml: no such system 'DGXH100_2x8x1'" in output
-    assert "known: DGXA100_128x8x1, DGXA100_16x8x1, DGXA100_1x8x1, DGXA100_4x8x1, LOCAL_2x1x4" in output
+    assert "known: DGXA100_128x8x1, DGXA100_16x8x1, DGXA100_1x8x1, DGXA100_4x8x1, LOCAL_1x1x8, LOCAL_2x1x4" in output
 
 
 def test_layout_the_launcher_cannot_start_names_the_system(tmp_path):

@@ -41,7 +41,14 @@ def write_system(directory: Path, file_name: str, **changes) -> Path:
 
 
 def test_committed_systems_are_the_benchmark_layouts():
-    assert COMMITTED == ["DGXA100_128x8x1", "DGXA100_16x8x1", "DGXA100_1x8x1", "DGXA100_4x8x1", "LOCAL_2x1x4"]
+    assert COMMITTED == [
+        "DGXA100_128x8x1",
+        "DGXA100_16x8x1",
+        "DGXA100_1x8x1",
+        "DGXA100_4x8x1",
+        "LOCAL_1x1x8",
+        "LOCAL_2x1x4",
+    ]
 
 
 @pytest.mark.parametrize("name", COMMITTED)
