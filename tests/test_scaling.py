@@ -178,7 +178,8 @@ def bad_system(tmp_path: Path, name: str, **changes) -> Path:
 )
 def test_bad_system_stops_the_workflow_before_any_job(tmp_path, name, changes, needle):
     directory = bad_system(tmp_path, name, **changes)
-    config = write_config(tmp_path, scaling={"systems_dir": str(directory), "weak": {"system": name, "instances": 2}})
+    scaling = {"systems_dir": str(directory), "strong": [], "weak": {"system": name, "instances": 2}}
+    config = write_config(tmp_path, scaling=scaling)
     result = snakemake(["weak_scaling"], config, "-n")
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -218,7 +219,7 @@ def test_command_line_config_sets_the_weak_instances(tmp_path):
     [
         ({"weak": {"system": "LOCAL_2x1x4", "instances": -1}}, "-1 is less than the minimum of 0"),
         ({"weak": {"system": "LOCAL_2x1x4", "instances": "two"}}, "'two' does not match"),
-        ({"weak": {"system": "LOCAL_2x1x4"}}, "'instances' is a required property"),
+        ({"weak": ["LOCAL_2x1x4", 2]}, "is not of type 'object'"),
         ({"strong": ["../etc/passwd"]}, "does not match"),
         ({"strng": ["LOCAL_2x1x4"]}, "'strng' was unexpected"),
     ],
@@ -231,7 +232,7 @@ def test_bad_scaling_section_is_rejected_by_the_config_schema(tmp_path, scaling,
 
 
 def test_target_without_runs_says_which_key_is_missing(tmp_path):
-    config = write_config(tmp_path, scaling={"weak": {"system": "LOCAL_2x1x4", "instances": 2}})
+    config = write_config(tmp_path, scaling={"strong": [], "weak": {"system": "LOCAL_2x1x4", "instances": 2}})
     result = snakemake(["strong_scaling"], config, "-n")
     assert result.returncode != 0
     assert "strong_scaling: scaling.strong lists no system" in result.stdout + result.stderr
