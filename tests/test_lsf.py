@@ -10,16 +10,19 @@ find this virtualenv's ``python`` and ``hpcdl`` where a real RIS job uses the im
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import BIN, REPO, run_tool
+from conftest import BIN, REPO, run_tool, tool_env
 
 SHIM = REPO / "tests" / "lsf_shim"
 PROFILE = REPO / "profiles" / "lsf"
@@ -36,10 +39,14 @@ def shim_env(tmp_path: Path) -> dict[str, str]:
     return {"PATH": f"{SHIM}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}", "LSF_SHIM_DIR": str(tmp_path / "shim")}
 
 
-def bsub_calls(tmp_path: Path) -> list[dict]:
-    """Every ``bsub`` call the double recorded: ``{"id", "argv", "env"}``."""
-    record = tmp_path / "shim" / "bsub.jsonl"
+def shim_calls(tmp_path: Path, command: str = "bsub") -> list:
+    """Every call of ``command`` the double recorded (``bsub``: ``{"id", "argv", "env"}``, else argv)."""
+    record = tmp_path / "shim" / f"{command}.jsonl"
     return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def bsub_calls(tmp_path: Path) -> list[dict]:
+    return shim_calls(tmp_path, "bsub")
 
 
 def workdir(tmp_path: Path, pipeline: dict, **resources: str) -> tuple[Path, Path]:
@@ -114,6 +121,7 @@ def test_whole_pipeline_through_the_profile(tmp_path):
             **({"LSF_DOCKER_NETWORK": "host", "LSF_DOCKER_IPC": "host"} if multi else {}),
         }, rule
         # Status went through bjobs; LSF's report closes every job's log.
+        assert ["-noheader", "-o", "stat", call["id"]] in shim_calls(tmp_path, "bjobs")
         log = work / f"results/logs/lsf/{rule}/{call['id']}.log"
         assert log.read_text().rstrip().endswith("Successfully completed."), log
 
@@ -148,6 +156,49 @@ def test_failed_job_is_reported_failed(tmp_path):
     log = (work / f"results/logs/lsf/download/{call['id']}.log").read_text()
     assert log.rstrip().endswith("Exited with exit code 1.")
     assert "cannot extract" in (work / "results/logs/download.log").read_text()
+
+
+def live_processes(group: int) -> list[int]:
+    """Processes of process group ``group`` that are still running (zombies excluded)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp
+            if int(fields[2]) == group and fields[0] != "Z":
+                pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_interrupt_cancels_submitted_jobs_with_bkill(tmp_path):
+    os.mkfifo(tmp_path / "stalled.tar")  # a download that never gets a byte
+    pipeline = {**TINY, "dataset": {"source": "download"}, "download": {"url": f"file://{tmp_path}/stalled.tar"}}
+    work, profile = workdir(tmp_path, pipeline, **SITE)
+    proc = subprocess.Popen([str(BIN / "snakemake"), "--profile", str(profile), "data"], cwd=work,
+                            env=tool_env(**shim_env(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(1200):
+            if shim_calls(tmp_path, "bjobs"):
+                break
+            time.sleep(0.1)
+        [call] = bsub_calls(tmp_path)
+        job_group = int((tmp_path / "shim" / f"{call['id']}.pid").read_text())
+        assert live_processes(job_group)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+        assert proc.returncode != 0
+        assert shim_calls(tmp_path, "bkill") == [[call["id"]]]
+        assert (tmp_path / "shim" / f"{call['id']}.state").read_text() == "EXIT"
+        for _ in range(100):
+            if not live_processes(job_group):
+                break
+            time.sleep(0.1)
+        assert live_processes(job_group) == []  # nothing of the job is left running
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in (tmp_path / "shim").glob("*.pid"):  # the job, should bkill have missed it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid.read_text()), signal.SIGKILL)
 
 
 def props(**resources) -> dict:
