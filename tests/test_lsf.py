@@ -107,7 +107,8 @@ def test_whole_pipeline_through_the_profile(tmp_path):
                     "-R", "rusage[mem=4000MB] affinity[core(1)] span[ptile=2]", "-W", "30"],
         "lists": [*head("lists"), "-M", "4000MB", "-R", "rusage[mem=4000MB]", "-W", "30"],
         "train": [*head("train"), "-M", "16000MB", "-n", "2",
-                  "-R", "rusage[mem=16000MB] affinity[core(1)] span[ptile=2]", "-gpu", "num=1", "-W", "240"],
+                  "-R", "select[gpuhost] rusage[mem=16000MB] affinity[core(1)] span[ptile=2]", "-gpu", "num=1",
+                  "-W", "240"],
         "report": [*head("report"), "-M", "4000MB", "-R", "rusage[mem=4000MB]", "-W", "30"],
     }
     for call in jobs:
@@ -274,11 +275,19 @@ def argv_env(tmp_path: Path, environ: dict[str, str] | None = None, threads: int
     return submit.bsub_command(job, "job.sh", str(tmp_path), Path("logs"), environ)
 
 
-@pytest.mark.parametrize(("gres", "gpu"), [("gpu:4", ["-gpu", "num=4"]), ("gpu:a100:2", ["-gpu", "num=2"]), ("", [])])
-def test_gpus_multi_node_span_and_host_network(tmp_path, gres, gpu):
-    argv, env = argv_env(tmp_path, tasks=16, nodes=2, gres=gres)
+@pytest.mark.parametrize(
+    ("gres", "select", "gpu"),
+    [
+        ("gpu:4", "gpuhost", ["select[gpuhost] ", "-gpu", "num=4"]),
+        ("gpu:a100:2", "gpuhost", ["select[gpuhost] ", "-gpu", "num=2"]),
+        ("gpu:1", "", ["", "-gpu", "num=1"]),
+        ("", "gpuhost", [""]),
+    ],
+)
+def test_gpus_multi_node_span_and_host_network(tmp_path, gres, select, gpu):
+    argv, env = argv_env(tmp_path, tasks=16, nodes=2, gres=gres, lsf_gpu_select=select)
     assert argv[argv.index("-n"):argv.index("-W")] == [
-        "-n", "16", "-R", "rusage[mem=4000MB] affinity[core(1)] span[ptile=8]", *gpu]
+        "-n", "16", "-R", f"{gpu[0]}rusage[mem=4000MB] affinity[core(1)] span[ptile=8]", *gpu[1:]]
     assert env["LSF_DOCKER_NETWORK"] == env["LSF_DOCKER_IPC"] == "host"
 
 

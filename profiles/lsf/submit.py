@@ -11,7 +11,8 @@ rule's own) and its ``threads``:
 * ``tasks``/``nodes`` -> ``-n TASKS -R 'affinity[core(1)] span[ptile=TASKS/NODES]'``, with
   ``LSF_DOCKER_NETWORK=host`` and ``LSF_DOCKER_IPC=host`` so ranks on several hosts can talk;
   a one-task job with ``threads`` > 1 -> ``-n THREADS -R 'span[hosts=1]'`` (its slots on one host);
-* ``gres`` (``gpu:G``, set by the workflow for training) -> ``-gpu "num=G"`` (per host);
+* ``gres`` (``gpu:G``, set by the workflow for training) -> ``-gpu "num=G"`` (per host), and
+  ``lsf_gpu_select`` (RIS: ``gpuhost``) -> ``select[...]`` so the job lands on a GPU host;
 * ``mem_mb`` -> ``-M``/``rusage[mem]``, ``runtime`` (minutes) -> ``-W``;
 * ``lsf_array`` (N > 1) -> a job array ``-J name[1-N]`` of the same script (LSF caps arrays at
   1000 elements; each element reads ``LSB_JOBINDEX``).
@@ -60,20 +61,20 @@ def bsub_command(
     log = logdir / ("%J_%I.log" if array > 1 else "%J.log")
     argv = ["bsub", "-G", str(res["lsf_group"]), "-q", str(res["lsf_queue"]), "-g", str(res["lsf_job_group"])]
     argv += ["-a", f"docker({res['lsf_image']})", "-J", job_name, "-o", str(log), "-cwd", cwd]
-    select = []
+    gpus = re.fullmatch(r"gpu(?::\w+)?:(\d+)", str(res.get("gres") or ""))
+    require = [f"select[{res['lsf_gpu_select']}]"] if gpus and res.get("lsf_gpu_select") else []
     if res.get("mem_mb"):
         argv += ["-M", f"{int(res['mem_mb'])}MB"]
-        select.append(f"rusage[mem={int(res['mem_mb'])}MB]")
+        require.append(f"rusage[mem={int(res['mem_mb'])}MB]")
     if tasks > 1:
         ptile = -(-tasks // nodes)
         argv += ["-n", str(tasks)]
-        select.append(f"affinity[core(1)] span[ptile={ptile}]")
+        require.append(f"affinity[core(1)] span[ptile={ptile}]")
     elif threads > 1:
         argv += ["-n", str(threads)]
-        select.append("span[hosts=1]")
-    if select:
-        argv += ["-R", " ".join(select)]
-    gpus = re.fullmatch(r"gpu(?::\w+)?:(\d+)", str(res.get("gres") or ""))
+        require.append("span[hosts=1]")
+    if require:
+        argv += ["-R", " ".join(require)]
     if gpus:
         argv += ["-gpu", f"num={gpus.group(1)}"]
     if res.get("runtime"):
