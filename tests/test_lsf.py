@@ -67,8 +67,9 @@ def workdir(tmp_path: Path, pipeline: dict, **resources: str) -> tuple[Path, Pat
 
 
 def snakemake_lsf(tmp_path: Path, work: Path, profile: Path, *targets: str, timeout: float = 900):
-    return run_tool([str(BIN / "snakemake"), "--profile", str(profile), *targets], cwd=work, timeout=timeout,
-                    **shim_env(tmp_path))
+    return run_tool(
+        [str(BIN / "snakemake"), "--profile", str(profile), *targets], cwd=work, timeout=timeout, **shim_env(tmp_path)
+    )
 
 
 TINY = {
@@ -95,20 +96,60 @@ def test_whole_pipeline_through_the_profile(tmp_path):
     # One bsub per job, each with exactly the options its rule's resources ask for.
     jobs = bsub_calls(tmp_path)
     assert sorted(call["argv"][call["argv"].index("-J") + 1] for call in jobs) == [
-        "convert", "convert", "lists", "lists", "report", "synth", "train"]
+        "convert",
+        "convert",
+        "lists",
+        "lists",
+        "report",
+        "synth",
+        "train",
+    ]
 
     def head(rule: str) -> list[str]:
-        return ["-G", "compute-jdoe", "-q", "general", "-g", "/jdoe/hpcdl", "-a", f"docker({IMAGE})",
-                "-J", rule, "-o", f"{work}/results/logs/lsf/{rule}/%J.log", "-cwd", str(work)]
+        return [
+            "-G",
+            "compute-jdoe",
+            "-q",
+            "general",
+            "-g",
+            "/jdoe/hpcdl",
+            "-a",
+            f"docker({IMAGE})",
+            "-J",
+            rule,
+            "-o",
+            f"{work}/results/logs/lsf/{rule}/%J.log",
+            "-cwd",
+            str(work),
+        ]
 
     expected = {
         "synth": [*head("synth"), "-M", "4000MB", "-n", "2", "-R", "rusage[mem=4000MB] span[hosts=1]", "-W", "30"],
-        "convert": [*head("convert"), "-M", "4000MB", "-n", "2",
-                    "-R", "rusage[mem=4000MB] affinity[core(1)] span[ptile=2]", "-W", "30"],
+        "convert": [
+            *head("convert"),
+            "-M",
+            "4000MB",
+            "-n",
+            "2",
+            "-R",
+            "rusage[mem=4000MB] affinity[core(1)] span[ptile=2]",
+            "-W",
+            "30",
+        ],
         "lists": [*head("lists"), "-M", "4000MB", "-R", "rusage[mem=4000MB]", "-W", "30"],
-        "train": [*head("train"), "-M", "16000MB", "-n", "2",
-                  "-R", "select[gpuhost] rusage[mem=16000MB] affinity[core(1)] span[ptile=2]", "-gpu", "num=1",
-                  "-W", "240"],
+        "train": [
+            *head("train"),
+            "-M",
+            "16000MB",
+            "-n",
+            "2",
+            "-R",
+            "select[gpuhost] rusage[mem=16000MB] affinity[core(1)] span[ptile=2]",
+            "-gpu",
+            "num=1",
+            "-W",
+            "240",
+        ],
         "report": [*head("report"), "-M", "4000MB", "-R", "rusage[mem=4000MB]", "-W", "30"],
     }
     for call in jobs:
@@ -174,8 +215,13 @@ def test_interrupt_cancels_submitted_jobs_with_bkill(tmp_path):
     os.mkfifo(tmp_path / "stalled.tar")  # a download that never gets a byte
     pipeline = {**TINY, "dataset": {"source": "download"}, "download": {"url": f"file://{tmp_path}/stalled.tar"}}
     work, profile = workdir(tmp_path, pipeline, **SITE)
-    proc = subprocess.Popen([str(BIN / "snakemake"), "--profile", str(profile), "data"], cwd=work,
-                            env=tool_env(**shim_env(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN / "snakemake"), "--profile", str(profile), "data"],
+        cwd=work,
+        env=tool_env(**shim_env(tmp_path)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         for _ in range(1200):
             if shim_calls(tmp_path, "bjobs"):
@@ -262,11 +308,11 @@ def test_array_with_a_failed_element_is_failed(tmp_path):
 def test_submit_refuses_an_unset_group_without_calling_bsub(tmp_path):
     script = tmp_path / "job.sh"
     script.write_text(f"#!/bin/bash\n# properties = {json.dumps(props(lsf_group=''))}\ntrue\n")
-    result = run_tool([str(PROFILE / "submit.py"), "--logdir", "logs", str(script)], cwd=tmp_path,
-                      **shim_env(tmp_path))
+    result = run_tool([str(PROFILE / "submit.py"), "--logdir", "logs", str(script)], cwd=tmp_path, **shim_env(tmp_path))
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"submit.py: {script}: resource(s) lsf_group not set (profiles/lsf/config.yaml default-resources)")
+        f"submit.py: {script}: resource(s) lsf_group not set (profiles/lsf/config.yaml default-resources)"
+    )
     assert bsub_calls(tmp_path) == []
 
 
@@ -286,24 +332,35 @@ def argv_env(tmp_path: Path, environ: dict[str, str] | None = None, threads: int
 )
 def test_gpus_multi_node_span_and_host_network(tmp_path, gres, select, gpu):
     argv, env = argv_env(tmp_path, tasks=16, nodes=2, gres=gres, lsf_gpu_select=select)
-    assert argv[argv.index("-n"):argv.index("-W")] == [
-        "-n", "16", "-R", f"{gpu[0]}rusage[mem=4000MB] affinity[core(1)] span[ptile=8]", *gpu[1:]]
+    assert argv[argv.index("-n") : argv.index("-W")] == [
+        "-n",
+        "16",
+        "-R",
+        f"{gpu[0]}rusage[mem=4000MB] affinity[core(1)] span[ptile=8]",
+        *gpu[1:],
+    ]
     assert env["LSF_DOCKER_NETWORK"] == env["LSF_DOCKER_IPC"] == "host"
 
 
 def test_threads_ask_for_slots_on_one_host(tmp_path):
     argv, env = argv_env(tmp_path, threads=4)
-    assert argv[argv.index("-n"):argv.index("-W")] == ["-n", "4", "-R", "rusage[mem=4000MB] span[hosts=1]"]
+    assert argv[argv.index("-n") : argv.index("-W")] == ["-n", "4", "-R", "rusage[mem=4000MB] span[hosts=1]"]
     assert "LSF_DOCKER_NETWORK" not in env
 
 
 def test_exported_docker_settings_are_kept(tmp_path):
     cwd = str(tmp_path)
-    _, env = argv_env(tmp_path, lsf_volumes="/scratch1/fs1/lab:/scratch1/fs1/lab",
-                      environ={"LSF_DOCKER_VOLUMES": f"/storage1/fs1/lab:/storage1/fs1/lab {cwd}:{cwd}",
-                               "LSF_DOCKER_PRESERVE_ENVIRONMENT": "true"})
+    _, env = argv_env(
+        tmp_path,
+        lsf_volumes="/scratch1/fs1/lab:/scratch1/fs1/lab",
+        environ={
+            "LSF_DOCKER_VOLUMES": f"/storage1/fs1/lab:/storage1/fs1/lab {cwd}:{cwd}",
+            "LSF_DOCKER_PRESERVE_ENVIRONMENT": "true",
+        },
+    )
     assert env["LSF_DOCKER_VOLUMES"] == (
-        f"{cwd}:{cwd} /scratch1/fs1/lab:/scratch1/fs1/lab /storage1/fs1/lab:/storage1/fs1/lab")
+        f"{cwd}:{cwd} /scratch1/fs1/lab:/scratch1/fs1/lab /storage1/fs1/lab:/storage1/fs1/lab"
+    )
     assert env["LSF_DOCKER_PRESERVE_ENVIRONMENT"] == "true"
 
 

@@ -27,9 +27,7 @@ def from_log(job_id: str, logdir: Path) -> str:
 
 
 def status(job_id: str, logdir: Path) -> str:
-    proc = subprocess.run(
-        ["bjobs", "-noheader", "-o", "stat", job_id], capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run(["bjobs", "-noheader", "-o", "stat", job_id], capture_output=True, text=True, check=False)
     states = [word for word in proc.stdout.split() if word.isupper()]
     if not states or "not found" in proc.stdout + proc.stderr:
         return from_log(job_id, logdir)

@@ -106,7 +106,9 @@ def main(argv: list[str]) -> int:
     proc = subprocess.run(command, env={**os.environ, **extra_env}, capture_output=True, text=True, check=False)
     found = re.search(r"Job <(\d+)>", proc.stdout)
     if proc.returncode != 0 or not found:
-        print(f"submit.py: bsub failed ({proc.returncode}): {proc.stdout.strip()} {proc.stderr.strip()}", file=sys.stderr)
+        print(
+            f"submit.py: bsub failed ({proc.returncode}): {proc.stdout.strip()} {proc.stderr.strip()}", file=sys.stderr
+        )
         return 1
     print(found.group(1))
     return 0
