@@ -75,6 +75,7 @@ def snakemake_lsf(tmp_path: Path, work: Path, profile: Path, *targets: str, time
 TINY = {
     "synth": {"crop_size": 32, "train": 4, "validation": 2, "seed": 11, "workers": 2},
     "convert": {"format": "npy", "tasks": 2},
+    "execution": {"gpus_per_node": 2},  # two training ranks, one GPU each
     "train": {"run_name": "lsf", "tasks": 2, "batch_size": 2, "epochs": 1, "warmup_epochs": 0},
 }
 
@@ -146,7 +147,7 @@ def test_whole_pipeline_through_the_profile(tmp_path):
             "-R",
             "select[gpuhost] rusage[mem=16000MB] affinity[core(1)] span[ptile=2]",
             "-gpu",
-            "num=1",
+            "num=2",
             "-W",
             "240",
         ],
