@@ -196,6 +196,7 @@ def test_failed_job_is_reported_failed(tmp_path):
     assert "Error in rule download" in result.stdout + result.stderr
     [call] = bsub_calls(tmp_path)
     assert (tmp_path / "shim" / f"{call['id']}.state").read_text() == "EXIT"
+    assert ["-noheader", "-o", "stat", call["id"]] in shim_calls(tmp_path, "bjobs")
     log = (work / f"results/logs/lsf/download/{call['id']}.log").read_text()
     assert log.rstrip().endswith("Exited with exit code 1.")
     assert "cannot extract" in (work / "results/logs/download.log").read_text()
