@@ -187,6 +187,7 @@ def test_bad_site_settings_stop_before_any_bsub(tmp_path, resources, needle):
     assert not (work / "results").exists()
 
 
+@pytest.mark.slow
 def test_failed_job_is_reported_failed(tmp_path):
     (tmp_path / "broken.tar").write_text("not a tar archive")
     pipeline = {**TINY, "dataset": {"source": "download"}, "download": {"url": f"file://{tmp_path}/broken.tar"}}
@@ -213,6 +214,7 @@ def live_processes(group: int) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_interrupt_cancels_submitted_jobs_with_bkill(tmp_path):
     os.mkfifo(tmp_path / "stalled.tar")  # a download that never gets a byte
     pipeline = {**TINY, "dataset": {"source": "download"}, "download": {"url": f"file://{tmp_path}/stalled.tar"}}
