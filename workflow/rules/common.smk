@@ -61,8 +61,8 @@ def launch(tasks, nodes=1, readonly=(), gpus=False, execution=None, staging_dir=
     """Command prefix that starts ``tasks`` processes of a parallel stage on ``nodes`` nodes.
 
     ``gpus``: one GPU per task (training); conversion runs on CPUs only.
-    In a container the working directory is mounted read-write at the same path (results stay
-    where the workflow expects them), ``readonly`` directories on top of it read-only, and the
+    In a container the working directory and the results directory are mounted read-write at
+    the same paths (outputs land where the workflow expects them), ``readonly`` directories on top of it read-only, and the
     node-local staging directory when training stages its data. ``execution`` and
     ``staging_dir`` replace the config's for a run on another system (scaling runs).
     """
@@ -71,6 +71,10 @@ def launch(tasks, nodes=1, readonly=(), gpus=False, execution=None, staging_dir=
         staging_dir = config["train"].get("staging_dir")
     cwd = os.getcwd()
     mounts = [f"{cwd}:{cwd}"]
+    # Results outside the working directory (e.g. on scratch) must be visible at the same path.
+    results = os.path.abspath(RESULTS)
+    if os.path.commonpath([cwd, results]) != cwd:
+        mounts.append(f"{results}:{results}")
     mounts += [f"{os.path.abspath(d)}:{os.path.abspath(d)}:ro" for d in readonly]
     if staging_dir:
         mounts.append(f"{staging_dir}:{staging_dir}")
