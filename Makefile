@@ -6,6 +6,11 @@ VENV := .venv
 # Rules call `hpcdl`, so the virtualenv's bin comes first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 PY := $(VENV)/bin/python
+# Fresh machines and containers run as root; Open MPI's mpirun refuses root unless told.
+ifeq ($(shell id -u),0)
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+endif
 APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium
 CORES ?= 2
 

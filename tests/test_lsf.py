@@ -214,6 +214,15 @@ def live_processes(group: int) -> list[int]:
     return pids
 
 
+def status_checks_running() -> bool:
+    """Whether a ``status.py`` of the profile is running (the executor polls job states with it)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if b"status.py" in cmdline.read_bytes():
+                return True
+    return False
+
+
 @pytest.mark.slow
 def test_interrupt_cancels_submitted_jobs_with_bkill(tmp_path):
     os.mkfifo(tmp_path / "stalled.tar")  # a download that never gets a byte
@@ -231,6 +240,13 @@ def test_interrupt_cancels_submitted_jobs_with_bkill(tmp_path):
             if shim_calls(tmp_path, "bjobs"):
                 break
             time.sleep(0.1)
+        # While a status check runs the executor holds its jobs aside and would cancel none of them:
+        # interrupt between checks (they are 10 s apart).
+        for _ in range(300):
+            if not status_checks_running():
+                break
+            time.sleep(0.1)
+        time.sleep(1)
         [call] = bsub_calls(tmp_path)
         job_group = int((tmp_path / "shim" / f"{call['id']}.pid").read_text())
         assert live_processes(job_group)
