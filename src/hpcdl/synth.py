@@ -5,11 +5,17 @@ field made with FFTs, "evolved" to 4 redshifts and Poisson-sampled into int16 pa
 The 4 unit parameters (each uniform in [-1, 1]) drive statistics a CNN can measure locally:
 
 ============  =====================================================================
-``Omega_m``   mean count per voxel (the overall count level)
-``sigma_8``   density contrast (standard deviation of the Gaussian field today)
+``Omega_m``   mean count per voxel today (the overall count level)
+``sigma_8``   density contrast today (standard deviation of the log-density)
 ``n_s``       spectral slope: ratio of small- to large-scale power (smooth vs grainy)
-``H_0``       growth between redshift channels (how much contrast grows channel to channel)
+``H_0``       expansion and growth across the redshift channels: how much the mean count
+              and the contrast of each earlier channel fall behind today's
 ============  =====================================================================
+
+The effects are large on purpose: the reference network, trained from scratch for a few
+minutes on two CPU cores, must reach the MLPerf target (validation MAE 0.124) on this data.
+With narrow ranges or a field dominated by Poisson noise it learns the count level and little
+else in that time.
 
 Every universe draws from its own ``SeedSequence(seed, spawn_key=(split, index))``, so the
 bytes of a file depend only on the seed, the split and its index, never on the worker count,
@@ -39,12 +45,13 @@ PARAMETERS = ("Omega_m", "sigma_8", "n_s", "H_0")
 CHANNELS = 4
 MIN_CROP = 8
 INT16_MAX = np.iinfo(np.int16).max
-# Parameter → physical knob. Ranges are wide so each statistic is measurable in a 32^3 crop
-# through the Poisson noise, yet stay in a regime where counts rarely reach the int16 limit.
-MEAN_COUNT, MEAN_COUNT_SPREAD = 12.0, 0.9  # nbar = 12 * exp(0.9 * Omega_m): 4.9 .. 29.5
-SIGMA, SIGMA_SPREAD = 0.65, 0.35  # contrast today: 0.30 .. 1.00
-SLOPE, SLOPE_SPREAD = -1.5, 1.0  # P(k) ~ k^slope: -2.5 (smooth) .. -0.5 (nearly white)
-GROWTH, GROWTH_SPREAD = 0.25, 0.15  # contrast drops by exp(-rate) per earlier channel
+# Parameter → physical knob, each over a range wide enough to be learned from a 32^3 crop
+# through the Poisson noise while counts stay far below the int16 limit.
+MEAN_COUNT, MEAN_COUNT_SPREAD = 10.0, 1.2  # today's mean count 10 * exp(1.2 * Omega_m): 3.0 .. 33
+SIGMA, SIGMA_SPREAD = 0.9, 0.6  # log-density contrast today: 0.3 .. 1.5
+SLOPE, SLOPE_SPREAD = -2.0, 1.5  # P(k) ~ k^slope: -3.5 (smooth) .. -0.5 (nearly white)
+GROWTH, GROWTH_SPREAD = 0.25, 0.2  # contrast drops by exp(-rate) per earlier channel
+EXPANSION = 1.0  # mean count of the earliest channel: today's * exp(-EXPANSION * H_0)
 
 
 @dataclass(frozen=True)
@@ -93,12 +100,14 @@ def universe(crop_size: int, seed: int, split: str, index: int) -> tuple[np.ndar
 
     sigma_today = SIGMA + SIGMA_SPREAD * sigma_8
     rate = GROWTH + GROWTH_SPREAD * h_0
-    mean_count = MEAN_COUNT * np.exp(MEAN_COUNT_SPREAD * omega_m)
+    mean_today = MEAN_COUNT * np.exp(MEAN_COUNT_SPREAD * omega_m)
     counts = np.empty((n, n, n, CHANNELS), dtype=np.int16)
     for channel in range(CHANNELS):
-        # Channel 3 is today; each earlier redshift has its contrast reduced by the growth factor.
+        # Channel 3 is today; each earlier redshift has less contrast and a different mean count.
+        back = (CHANNELS - 1 - channel) / (CHANNELS - 1)
         sigma = np.float32(sigma_today * np.exp(-rate * (CHANNELS - 1 - channel)))
         density = np.exp(sigma * field - sigma * sigma / 2)  # log-normal with unit mean
+        mean_count = mean_today * np.exp(-EXPANSION * h_0 * back)
         sampled = rng.poisson(mean_count * density.astype(np.float64))
         counts[..., channel] = np.minimum(sampled, INT16_MAX)
     return counts, params
