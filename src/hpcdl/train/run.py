@@ -164,6 +164,27 @@ def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def build_model(crop_size: int, dropout: float, device: torch.device) -> CosmoFlow:
+    """The network on ``device``; channels_last_3d on GPUs, the layout cuDNN's 3-D convolutions
+    run fastest in."""
+    net = CosmoFlow(crop_size, dropout).to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last_3d)
+    return net
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               device: torch.device) -> torch.Tensor:
+    """One optimisation step on a batch (autocast forward, float32 MSE, SGD); returns the loss."""
+    with _autocast(device):
+        pred = model(x.to(device, non_blocking=True))
+    loss = F.mse_loss(pred.float(), y.to(device, non_blocking=True))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def train(data_dir: Path, run_dir: Path, cfg: TrainConfig) -> tuple[dict[str, Any], bool]:
     """Run the training; return the ``run.json`` summary (rank 0 also writes it) and whether
     this process is rank 0."""
@@ -207,9 +228,7 @@ def train(data_dir: Path, run_dir: Path, cfg: TrainConfig) -> tuple[dict[str, An
     crop = data.crop_size(train_split)
 
     torch.manual_seed(cfg.seed)
-    net = CosmoFlow(crop, cfg.dropout).to(device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last_3d)
+    net = build_model(crop, cfg.dropout, device)
     global_batch = cfg.batch_size * env.world_size
     steps = data.steps_per_epoch(len(train_split), env.world_size, cfg.batch_size)
     if steps == 0:
@@ -280,12 +299,7 @@ def train(data_dir: Path, run_dir: Path, cfg: TrainConfig) -> tuple[dict[str, An
             lr = schedule.lr(epoch + step / steps)
             for group in opt.param_groups:
                 group["lr"] = lr
-            with _autocast(device):
-                pred = model(x.to(device, non_blocking=True))
-            loss = F.mse_loss(pred.float(), y.to(device, non_blocking=True))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = train_step(model, opt, x, y, device)
             loss_sum += float(loss.detach()) * y.shape[0]
         (loss_sum,) = comm.sum(loss_sum)
         train_time = time.perf_counter() - t_epoch
