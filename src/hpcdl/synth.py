@@ -104,10 +104,10 @@ def universe(crop_size: int, seed: int, split: str, index: int) -> tuple[np.ndar
     counts = np.empty((n, n, n, CHANNELS), dtype=np.int16)
     for channel in range(CHANNELS):
         # Channel 3 is today; each earlier redshift has less contrast and a different mean count.
-        back = (CHANNELS - 1 - channel) / (CHANNELS - 1)
-        sigma = np.float32(sigma_today * np.exp(-rate * (CHANNELS - 1 - channel)))
+        behind = CHANNELS - 1 - channel  # channels between this one and today
+        sigma = np.float32(sigma_today * np.exp(-rate * behind))
         density = np.exp(sigma * field - sigma * sigma / 2)  # log-normal with unit mean
-        mean_count = mean_today * np.exp(-EXPANSION * h_0 * back)
+        mean_count = mean_today * np.exp(-EXPANSION * h_0 * (behind / (CHANNELS - 1)))
         sampled = rng.poisson(mean_count * density.astype(np.float64))
         counts[..., channel] = np.minimum(sampled, INT16_MAX)
     return counts, params
