@@ -1,7 +1,9 @@
 """The ``hpcdl`` command: one subcommand per pipeline stage, named like its rule and module.
 
-Each stage module exposes ``add_arguments(parser)`` and ``main(args) -> int``. Only the module of
-the chosen subcommand is imported, so light stages (convert, lists) never pay for torch.
+Each stage module exposes ``add_arguments(parser)`` and ``main(args) -> int``; a module whose
+flags depend on other flags (``hpcdl train``: the workload's parameters) also has
+``add_dependent_arguments(parser, argv)``. Only the module of the chosen subcommand is
+imported, so light stages (convert, lists) never pay for torch.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("hpcdl.download", "download (resumable, verified) and extract the real dataset"),
     "convert": ("hpcdl.convert", "convert TFRecords to .npy pairs or gzip TFRecords (MPI-aware)"),
     "lists": ("hpcdl.lists", "write the sorted file lists a training run reads"),
-    "model": ("hpcdl.train.model", "print the CosmoFlow layer table and parameter count"),
-    "train": ("hpcdl.train.run", "train CosmoFlow data-parallel with MLPerf HPC logging"),
+    "model": ("hpcdl.workloads.cosmoflow.model", "print the CosmoFlow layer table and parameter count"),
+    "spec": ("hpcdl.train.spec", "check a run's settings and write its spec.json"),
+    "train": ("hpcdl.train.run", "train a workload data-parallel with MLPerf HPC logging"),
+    "settings": ("hpcdl.settings_cmd", "print the settings schema or documentation table"),
     "report": ("hpcdl.report", "render the HTML report of one or more training runs"),
     "launch-cmd": ("hpcdl.launch", "print the launch command a rule runs for a container runtime"),
     "container": ("hpcdl.container", "regenerate the Apptainer recipe, enroot import, apptainer exec"),
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"hpcdl {name}", description=help_text)
     module.add_arguments(parser)
+    if hasattr(module, "add_dependent_arguments"):
+        module.add_dependent_arguments(parser, rest)
     args = parser.parse_args(rest)
     return int(module.main(args) or 0)
 

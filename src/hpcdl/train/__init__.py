@@ -1,1 +1,1 @@
-"""CosmoFlow training in PyTorch: model, data, schedule, checkpoints, MLPerf HPC logging."""
+"""The training engine: settings, Trainer, schedule, checkpoints, MLPerf logging, staging."""

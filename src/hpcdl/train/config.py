@@ -1,92 +1,72 @@
-"""Hyperparameters of a training run and their up-front validation."""
+"""The training engine's settings, declared once (see :mod:`hpcdl.settings`).
+
+These are the settings of every workload: schedule, optimiser, batching, data placement, device
+and the MLPerf submission fields. A workload's own parameters (model size, target, ...) live in
+its module under :mod:`hpcdl.workloads`. The ``train:`` config section, ``hpcdl train``'s flags,
+``workflow/schemas/settings.schema.yaml`` and the table in ``config/README.md`` all come from here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from hpcdl.settings import Namer, flag_name, setting
+
+SUBMISSION_STATUSES = ("onprem", "cloud", "preview", "research")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run besides the data and the launcher."""
+    """Everything that determines a training run besides the workload, the data and the launcher."""
 
-    run_name: str = "run"
-    seed: int = 0
-    initial_lr: float = 0.001
-    base_lr: float = 0.008
-    weight_decay: float = 0.0
-    dropout: float = 0.5
-    warmup_epochs: float = 4
-    lr_scheduler_epochs: tuple[float, float] = (32, 64)
-    lr_scheduler_decays: tuple[float, float] = (0.25, 0.125)
-    momentum: float = 0.9
-    shuffle: bool = False
-    batch_size: int = 4  # per rank
-    epochs: int = 64
-    target_mae: float = 0.124
-    scale_lr: bool = False
-    reference_batch: int = 64
-    staging_dir: str = ""
-    stage_compressed: bool = False
-    resume: bool = False
-    num_workers: int = 0
-    device: str = "auto"
-    compile: bool = False
-    submission: dict[str, str] = field(default_factory=dict)
+    run_name: str = setting("run", "name recorded in run.json (and the run directory's in the workflow)",
+                            pattern=r"[A-Za-z0-9_.-]+")
+    seed: int = setting(0, "seed of weights, shuffling, dropout and augmentation", minimum=0)
+    batch_size: int = setting(4, "samples per rank per step", minimum=1)
+    epochs: int = setting(64, "maximum number of epochs (the run stops earlier at its target)", minimum=1)
+    initial_lr: float = setting(0.001, "learning rate at the start of warmup", minimum=0)
+    base_lr: float = setting(0.008, "learning rate after warmup (>= initial_lr)", minimum=0)
+    warmup_epochs: float = setting(4.0, "linear warmup length in epochs", minimum=0)
+    lr_scheduler_epochs: tuple[float, float] = setting(
+        (32.0, 64.0), "the epochs at which the decay factors start (increasing)", minimum=0)
+    lr_scheduler_decays: tuple[float, float] = setting(
+        (0.25, 0.125), "factors of base_lr in force from those epochs on (non-increasing)",
+        exclusive_minimum=0, exclusive_maximum=1)
+    momentum: float = setting(0.9, "SGD momentum", minimum=0, exclusive_maximum=1)
+    weight_decay: float = setting(0.0, "SGD weight decay", minimum=0)
+    shuffle: bool = setting(False, "reshuffle the training set every epoch (from the seed)")
+    scale_lr: bool = setting(False, "scale base_lr by global batch / reference_batch")
+    reference_batch: int = setting(64, "global batch base_lr is tuned for (with scale_lr)", minimum=1)
+    staging_dir: str = setting("", "node-local directory to stage the data into first; empty reads in place")
+    stage_compressed: bool = setting(
+        False, "stage by inflating the gzip TFRecord re-pack of the data directory instead of copying npy")
+    resume: bool = setting(False, "continue from RUN/checkpoint.pt when it exists")
+    num_workers: int = setting(0, "data loader worker processes per rank", minimum=0)
+    device: str = setting("auto", "auto | cpu | cuda (one GPU per local rank)", choices=("auto", "cpu", "cuda"))
+    compile: bool = setting(False, "torch.compile the model")
+    submission_org: str = setting("hpcdl", "MLPerf submission_org", pattern=r".+")
+    submission_platform: str = setting("", "MLPerf submission_platform (empty: derived from the hardware)")
+    submission_division: str = setting("closed", "MLPerf submission_division", choices=("closed", "open"))
+    submission_status: str = setting("onprem", "MLPerf submission_status", choices=SUBMISSION_STATUSES)
 
-    def errors(self) -> list[str]:
-        """Every violated constraint, one readable line each (empty when valid)."""
-        out: list[str] = []
-
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                out.append(message)
-
-        need(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
-        need(self.initial_lr >= 0, f"--initial-lr must be >= 0, got {self.initial_lr}")
-        need(
-            self.base_lr >= self.initial_lr,
-            f"--base-lr must be >= --initial-lr ({self.initial_lr}), got {self.base_lr}",
-        )
-        need(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
-        need(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.weight_decay == 0:
-            need(
-                0 < self.dropout < 1,
-                f"--dropout must be in (0, 1) when --weight-decay is 0, got {self.dropout}",
+    def cross_errors(self, name: Namer = flag_name) -> list[str]:
+        """Rules between settings (run after every value passed its own checks)."""
+        out = []
+        if self.base_lr < self.initial_lr:
+            out.append(f"{name('base_lr')} must be >= {name('initial_lr')} ({self.initial_lr}), got {self.base_lr}")
+        first, second = self.lr_scheduler_epochs
+        if second < first:
+            out.append(f"{name('lr_scheduler_epochs')} must be increasing, got {list(self.lr_scheduler_epochs)}")
+        high, low = self.lr_scheduler_decays
+        if low > high:
+            out.append(
+                f"{name('lr_scheduler_decays')} must not rise (the later factor is applied later),"
+                f" got {list(self.lr_scheduler_decays)}"
             )
-        need(self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
-        need(
-            len(self.lr_scheduler_epochs) == 2 and all(e >= 0 for e in self.lr_scheduler_epochs),
-            f"--lr-scheduler-epochs needs exactly 2 values >= 0, got {list(self.lr_scheduler_epochs)}",
-        )
-        need(
-            len(self.lr_scheduler_decays) == 2 and all(0 < d < 1 for d in self.lr_scheduler_decays),
-            f"--lr-scheduler-decays needs exactly 2 values in (0, 1), got {list(self.lr_scheduler_decays)}",
-        )
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
-        need(self.target_mae > 0, f"--target-mae must be > 0, got {self.target_mae}")
-        need(self.reference_batch >= 1, f"--reference-batch must be >= 1, got {self.reference_batch}")
-        need(self.num_workers >= 0, f"--num-workers must be >= 0, got {self.num_workers}")
-        need(
-            self.device in ("auto", "cpu", "cuda"),
-            f"--device must be auto, cpu or cuda, got {self.device!r}",
-        )
-        need(
-            not self.stage_compressed or bool(self.staging_dir),
-            "--stage-compressed needs --staging-dir",
-        )
-        need(bool(self.run_name), "--run-name must not be empty")
+        if self.stage_compressed and not self.staging_dir:
+            out.append(f"{name('stage_compressed')} needs {name('staging_dir')}")
         return out
 
     def lr_factor(self, global_batch: int) -> float:
         """Linear LR scaling with the global batch (1 unless ``scale_lr``)."""
         return global_batch / self.reference_batch if self.scale_lr else 1.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready view of every hyperparameter."""
-        data = asdict(self)
-        data["lr_scheduler_epochs"] = list(self.lr_scheduler_epochs)
-        data["lr_scheduler_decays"] = list(self.lr_scheduler_decays)
-        return data

@@ -15,6 +15,7 @@ from mlperf_logging import mllog
 from mlperf_logging.mllog import constants
 
 from hpcdl.atomic import write_text
+from hpcdl.train.config import TrainConfig
 
 
 class _Collect(logging.Handler):
@@ -39,8 +40,8 @@ class MLLog:
         logger.propagate = False
         logger.setLevel(logging.INFO)
         logger.addHandler(_Collect(self.lines))
-        mllog.config(logger=logger, default_stack_offset=2)
-        self._log = mllog.get_mllogger()
+        # An instance of its own, not mllog's shared logger: trainings in one process stay apart.
+        self._log = mllog.mllog.MLLogger(logger=logger, default_stack_offset=2)
 
     def event(self, key: str, value: Any = None, **metadata: Any) -> None:
         """One ``POINT_IN_TIME`` record."""
@@ -63,12 +64,13 @@ class MLLog:
             write_text(self.path, "".join(f"{line}\n" for line in self.lines))
 
 
-def log_submission(log: MLLog, submission: dict[str, str], nodes: int, accelerators: int) -> None:
+def log_submission(log: MLLog, benchmark: str, cfg: TrainConfig, platform: str, nodes: int,
+                   accelerators: int) -> None:
     """The submission_* and system keys the HPC rules require exactly once."""
-    log.event(constants.SUBMISSION_BENCHMARK, "cosmoflow")
-    log.event(constants.SUBMISSION_ORG, submission["org"])
-    log.event(constants.SUBMISSION_DIVISION, submission["division"])
-    log.event(constants.SUBMISSION_STATUS, submission["status"])
-    log.event(constants.SUBMISSION_PLATFORM, submission["platform"])
+    log.event(constants.SUBMISSION_BENCHMARK, benchmark)
+    log.event(constants.SUBMISSION_ORG, cfg.submission_org)
+    log.event(constants.SUBMISSION_DIVISION, cfg.submission_division)
+    log.event(constants.SUBMISSION_STATUS, cfg.submission_status)
+    log.event(constants.SUBMISSION_PLATFORM, cfg.submission_platform or platform)
     log.event("number_of_nodes", nodes)
     log.event("accelerators_per_node", accelerators)

@@ -13,6 +13,8 @@ import sys
 import torch
 from torch import nn
 
+from hpcdl.workloads.layers import SeededDropout
+
 CHANNELS = 4
 N_BLOCKS = 5
 OUTPUTS = 4
@@ -21,7 +23,7 @@ OUTPUTS = 4
 class CosmoFlow(nn.Module):
     """CosmoFlow regression network taking raw int16 counts laid out (N, n, n, n, 4)."""
 
-    def __init__(self, crop_size: int = 128, dropout: float = 0.5) -> None:
+    def __init__(self, crop_size: int = 128, dropout: float = 0.5, generator: torch.Generator | None = None) -> None:
         super().__init__()
         divisor = 2**N_BLOCKS
         if crop_size < divisor or crop_size % divisor:
@@ -41,10 +43,10 @@ class CosmoFlow(nn.Module):
             nn.Flatten(),
             nn.Linear(in_ch * side**3, 128),
             nn.LeakyReLU(0.3),
-            nn.Dropout(dropout),
+            SeededDropout(dropout),
             nn.Linear(128, 64),
             nn.LeakyReLU(0.3),
-            nn.Dropout(dropout),
+            SeededDropout(dropout),
             nn.Linear(64, OUTPUTS),
             nn.Tanh(),
         ]
@@ -52,7 +54,8 @@ class CosmoFlow(nn.Module):
         self.crop_size = crop_size
         for module in self.modules():
             if isinstance(module, (nn.Conv3d, nn.Linear)):
-                nn.init.xavier_uniform_(module.weight)  # == Keras glorot_uniform (same fans)
+                # == Keras glorot_uniform (same fans); drawn from the run's own generator
+                nn.init.xavier_uniform_(module.weight, generator=generator)
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,250 @@
+"""Typed settings declared once: their flags, JSON schema, checks and documentation follow from it.
+
+A settings class is a frozen dataclass whose fields are made with :func:`setting`. From that one
+declaration this module derives
+
+* the command-line flags (:func:`add_flags`, ``--base-lr``; booleans get ``--x/--no-x``),
+* the JSON schema of the config section (:func:`schema`),
+* the per-value checks (:func:`field_errors`: type, finiteness, bounds, choices, pattern, length),
+* the documentation table (:func:`markdown_table`),
+* reading a mapping (:func:`from_mapping`) with one message per unknown key or bad value.
+
+Cross-field rules stay with the class (its ``errors()`` method) and are run by the same callers,
+so the CLI and the workflow check exactly the same things.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_META = "hpcdl"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Documentation and constraints of one setting."""
+
+    help: str
+    minimum: float | None = None
+    exclusive_minimum: float | None = None
+    maximum: float | None = None
+    exclusive_maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+
+
+def setting(default: Any, help: str, **constraints: Any) -> Any:
+    """A dataclass field carrying its :class:`Rule` (``minimum=0``, ``choices=(...)``, ...)."""
+    return dataclasses.field(default=default, metadata={_META: Rule(help, **constraints)})
+
+
+@dataclass(frozen=True)
+class Field:
+    """One declared setting: name, Python type, default and rule."""
+
+    name: str
+    kind: type
+    default: Any
+    rule: Rule
+    length: int | None = None  # fixed-length tuples (``tuple[float, float]``)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def fields(cls: type) -> list[Field]:
+    """The declared settings of ``cls`` in declaration order."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        rule = f.metadata.get(_META)
+        if rule is None:
+            raise TypeError(f"{cls.__name__}.{f.name} is not declared with setting()")
+        hint = hints[f.name]
+        if typing.get_origin(hint) is tuple:
+            args = typing.get_args(hint)
+            out.append(Field(f.name, args[0], f.default, rule, len(args)))
+        else:
+            out.append(Field(f.name, hint, f.default, rule))
+    return out
+
+
+Namer = Callable[[str], str]
+
+
+def flag_name(name: str) -> str:
+    """How a CLI error names a setting: its flag."""
+    return "--" + name.replace("_", "-")
+
+
+def key_namer(section: str) -> Namer:
+    """How a workflow error names a setting: its config key, ``section.name``."""
+    return lambda name: f"{section}.{name}"
+
+
+def _scalar_error(f: Field, value: Any, name: str) -> str | None:
+    r = f.rule
+    if f.kind is bool:
+        return None if isinstance(value, bool) else f"{name} must be true or false, got {value!r}"
+    if f.kind is str:
+        if not isinstance(value, str):
+            return f"{name} must be a string, got {value!r}"
+        if r.choices is not None and value not in r.choices:
+            return f"{name} must be one of {', '.join(r.choices)}, got {value!r}"
+        if r.pattern is not None and not re.fullmatch(r.pattern, value):
+            return f"{name} {value!r} does not match {r.pattern}"
+        return None
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if f.kind is int and not (numeric and float(value).is_integer()):
+        return f"{name} must be an integer, got {value!r}"
+    if not numeric:
+        return f"{name} must be a number, got {value!r}"
+    if not math.isfinite(value):
+        return f"{name} must be finite, got {value!r}"
+    bounds = (
+        (r.minimum, lambda v, b: v >= b, ">="),
+        (r.exclusive_minimum, lambda v, b: v > b, ">"),
+        (r.maximum, lambda v, b: v <= b, "<="),
+        (r.exclusive_maximum, lambda v, b: v < b, "<"),
+    )
+    for bound, ok, op in bounds:
+        if bound is not None and not ok(value, bound):
+            return f"{name} must be {op} {bound:g}, got {value!r}"
+    return None
+
+
+def field_errors(obj: Any, namer: Namer = flag_name) -> list[str]:
+    """Every per-value violation in ``obj`` (a settings instance), one line each."""
+    out = []
+    for f in fields(type(obj)):
+        value = getattr(obj, f.name)
+        name = namer(f.name)
+        if f.length is not None:
+            if not isinstance(value, (tuple, list)) or len(value) != f.length:
+                out.append(f"{name} needs exactly {f.length} values, got {value!r}")
+                continue
+            errs = [_scalar_error(f, v, f"{name}[{i}]") for i, v in enumerate(value)]
+        else:
+            errs = [_scalar_error(f, value, name)]
+        out += [e for e in errs if e]
+    return out
+
+
+def errors(obj: Any, namer: Namer = flag_name) -> list[str]:
+    """Per-value violations, then (when those pass) the class's cross-field rules."""
+    found = field_errors(obj, namer)
+    if not found and hasattr(obj, "cross_errors"):
+        found = obj.cross_errors(namer)
+    return found
+
+
+def from_mapping(cls: type, values: Mapping[str, Any], namer: Namer = flag_name) -> tuple[Any, list[str]]:
+    """An instance of ``cls`` from ``values`` over the defaults, and every error found.
+
+    Unknown keys are errors; lists become tuples. The instance is ``None`` when there are errors.
+    """
+    known = {f.name: f for f in fields(cls)}
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        return None, [f"{namer(k)}: unknown setting (known: {', '.join(known)})" for k in unknown]
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    obj = cls(**kwargs)
+    found = errors(obj, namer)
+    return (None if found else obj), found
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """JSON-ready values (tuples as lists)."""
+    return {f.name: list(v) if isinstance(v := getattr(obj, f.name), tuple) else v for f in fields(type(obj))}
+
+
+def _json_type(kind: type) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}[kind]
+
+
+def _scalar_schema(f: Field) -> dict[str, Any]:
+    r = f.rule
+    out: dict[str, Any] = {"type": _json_type(f.kind)}
+    for key, value in (("minimum", r.minimum), ("exclusiveMinimum", r.exclusive_minimum),
+                       ("maximum", r.maximum), ("exclusiveMaximum", r.exclusive_maximum)):
+        if value is not None:
+            out[key] = value
+    if r.choices is not None:
+        out["enum"] = list(r.choices)
+    if r.pattern is not None:
+        out["pattern"] = f"^(?:{r.pattern})$"
+    return out
+
+
+def schema(cls: type, description: str) -> dict[str, Any]:
+    """JSON schema (draft 2020-12 subset) of a config section holding ``cls``'s settings."""
+    props: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.length is not None:
+            prop = {"type": "array", "items": _scalar_schema(f), "minItems": f.length, "maxItems": f.length}
+        else:
+            prop = _scalar_schema(f)
+        prop["description"] = f.rule.help
+        prop["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
+        props[f.name] = prop
+    return {"type": "object", "description": description, "properties": props, "additionalProperties": False}
+
+
+def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
+    """One flag per setting of ``cls``; unset flags are absent from the parsed namespace, so a
+    spec file's values are only replaced by the flags actually given."""
+    for f in fields(cls):
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        help_text = f"{f.rule.help} (default {default!r})"
+        if f.kind is bool:
+            parser.add_argument(f.flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(f.flag, dest=f.name, type=f.kind, default=argparse.SUPPRESS,
+                                nargs=f.length, choices=f.rule.choices, help=help_text)
+
+
+def given_flags(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of ``cls`` given on the command line."""
+    return {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+
+
+def _constraint_text(f: Field) -> str:
+    r = f.rule
+    parts = []
+    for word, value in ((">=", r.minimum), (">", r.exclusive_minimum), ("<=", r.maximum), ("<", r.exclusive_maximum)):
+        if value is not None:
+            parts.append(f"{word} {value:g}")
+    if r.choices:
+        parts.append(" \\| ".join(r.choices))
+    if r.pattern:
+        parts.append(f"matches `{r.pattern}`")
+    if f.length:
+        parts.insert(0, f"{f.length} values")
+    return ", ".join(parts)
+
+
+def markdown_rows(cls: type, section: str, flags: bool = True) -> list[str]:
+    """Documentation rows of ``cls`` as config keys ``section.name``: key, flag, type, default,
+    constraint, meaning (``flags=False``: settings that are config keys only)."""
+    rows = []
+    for f in fields(cls):
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        flag = f"`{f.flag}`" if flags else "—"
+        rows.append(
+            f"| `{section}.{f.name}` | {flag} | {f.kind.__name__} | `{json.dumps(default)}` | "
+            f"{_constraint_text(f)} | {f.rule.help} |"
+        )
+    return rows
+
+
+MARKDOWN_HEADER = ["| key | flag | type | default | constraint | meaning |", "|---|---|---|---|---|---|"]

@@ -1,0 +1,265 @@
+"""The Trainer: one data-parallel training of any workload, handed its context.
+
+``Trainer(ctx, spec, data_dir, run_dir).fit()`` runs setup (MLPerf init, staging, data, model,
+optimiser, resume), then per epoch :meth:`train_epoch`, :meth:`evaluate` and
+:meth:`save_epoch`, and writes the :class:`~hpcdl.records.RunSummary`. It owns its random
+streams (``torch.Generator`` seeded from the run seed, epoch and rank) and its MLPerf logger, and
+uses only the process group in its context, so several trainings can run one after another in a
+process or side by side on sub-groups. Rank 0 of the context writes every file, atomically.
+
+A run that reaches its workload's target stops with status ``success``; one that runs out of
+epochs ends ``aborted``; a non-finite training loss stops it at once as ``diverged``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from mlperf_logging.mllog import constants
+
+from hpcdl import records, workloads
+from hpcdl.atomic import write_text
+from hpcdl.train import checkpoint, data
+from hpcdl.train.context import TrainContext
+from hpcdl.train.mllog import MLLog, log_submission
+from hpcdl.train.schedule import Schedule
+from hpcdl.train.spec import RunSpec
+from hpcdl.train.step import autocast, place_model, train_step
+from hpcdl.workloads.layers import attach_generator
+
+
+class Trainer:
+    """One training run; see the module docstring."""
+
+    def __init__(self, ctx: TrainContext, spec: RunSpec, data_dir: Path, run_dir: Path) -> None:
+        self.ctx, self.spec, self.cfg, self.params = ctx, spec, spec.train, spec.params
+        self.workload = workloads.get(spec.workload)
+        self.target = self.workload.target(self.params)
+        self.data_dir, self.run_dir = data_dir, run_dir
+        self.history: list[records.EpochRecord] = []
+        self.best = math.nan
+        self.staging_s = 0.0
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _generator(self, *stream: int) -> torch.Generator:
+        """A generator on the device for (seed, *stream): the same stream on every rerun."""
+        seed = self.cfg.seed
+        for s in stream:
+            seed = seed * 1_000_003 + s
+        return torch.Generator(self.ctx.device).manual_seed(seed % 2**63)
+
+    def setup(self) -> None:
+        """Everything before ``run_start``: logging, staging, data, model, optimiser, resume."""
+        ctx, cfg = self.ctx, self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = self.run_dir / records.CHECKPOINT
+        resume = cfg.resume and ckpt.is_file()
+        self.log = MLLog(self.run_dir / records.MLLOG, ctx.is_root, resume=resume)
+        self.log.event(constants.CACHE_CLEAR, True)
+        self.log.start(constants.INIT_START)
+        gpu = ctx.device.type == "cuda"
+        platform = (f"{ctx.nodes}x{ctx.local_world_size}x{torch.cuda.get_device_name(ctx.device)}" if gpu
+                    else f"{ctx.nodes}xCPU-{ctx.local_world_size}ranks")
+        log_submission(self.log, self.workload.mlperf_benchmark or self.workload.name, cfg, platform,
+                       ctx.nodes, ctx.local_world_size if gpu else 0)
+        if cfg.staging_dir:
+            self._stage(Path(cfg.staging_dir))
+        self.train_set = self.workload.open_split(self.params, self.data_dir / "train")
+        self.val_set = self.workload.open_split(self.params, self.data_dir / "validation")
+        self.global_batch = cfg.batch_size * ctx.world_size
+        self.steps = data.steps_per_epoch(len(self.train_set), ctx.world_size, cfg.batch_size)
+        if self.steps == 0:
+            raise workloads.DataError(f"{self.data_dir / 'train'}: {len(self.train_set)} samples cannot fill"
+                                      f" one global batch of {self.global_batch}")
+        init = torch.Generator().manual_seed(cfg.seed)
+        self.net = place_model(self.workload.build_model(self.params, self.train_set[0], init), ctx.device)
+        self.schedule = Schedule(cfg.initial_lr, cfg.base_lr * cfg.lr_factor(self.global_batch),
+                                 cfg.warmup_epochs, cfg.lr_scheduler_epochs, cfg.lr_scheduler_decays)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=self.schedule.lr(0), momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        self.start_epoch, elapsed_before = 0, 0.0
+        if resume:
+            state = checkpoint.load(ckpt)
+            self.net.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.start_epoch, self.best, elapsed_before = state["epoch"], state["best"], state["elapsed_s"]
+            self.history = [records.EpochRecord(**m) for m in state["metrics"]]
+        self.model: torch.nn.Module = self.net
+        if ctx.distributed:
+            # DDP broadcasts group rank 0's weights at construction: identical start on every rank
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[ctx.device.index] if gpu else None, process_group=ctx.group)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self._log_hyperparameters()
+        self.log.end(constants.INIT_STOP)
+        ctx.barrier()
+        self.log.start(constants.RUN_START)
+        self.log.flush()
+        self.run_start = time.perf_counter() - elapsed_before
+
+    def _stage(self, target: Path) -> None:
+        ctx = self.ctx
+        ctx.barrier()
+        self.log.start(constants.STAGING_START)
+        t0 = time.perf_counter()
+        self.workload.stage(self.data_dir, target, ctx.local_rank, ctx.local_world_size, self.cfg.stage_compressed)
+        ctx.barrier()
+        if ctx.local_rank == 0:
+            self.workload.finish_staging(target)
+        ctx.barrier()
+        self.staging_s = time.perf_counter() - t0
+        self.log.end(constants.STAGING_STOP, staging_s=self.staging_s)
+        self.data_dir = target
+
+    def _log_hyperparameters(self) -> None:
+        cfg, log, s = self.cfg, self.log, self.schedule
+        log.event(constants.GLOBAL_BATCH_SIZE, self.global_batch)
+        log.event(constants.TRAIN_SAMPLES, len(self.train_set))
+        log.event(constants.EVAL_SAMPLES, len(self.val_set))
+        log.event(constants.GRADIENT_ACCUMULATION_STEPS, 1)
+        log.event(constants.OPT_NAME, "sgd")
+        log.event(constants.OPT_BASE_LR, s.base_lr)
+        log.event(constants.OPT_LR_WARMUP_EPOCHS, cfg.warmup_epochs)
+        log.event(constants.OPT_LR_WARMUP_FACTOR, s.base_lr / cfg.initial_lr if cfg.initial_lr else 0.0)
+        log.event(constants.OPT_LR_DECAY_BOUNDARY_EPOCHS, list(cfg.lr_scheduler_epochs))
+        log.event(constants.OPT_LR_DECAY_FACTOR, list(cfg.lr_scheduler_decays))
+        for key, value in self.workload.mlperf_events(self.params).items():
+            log.event(key, value)
+        log.event(constants.OPT_WEIGHT_DECAY, cfg.weight_decay)
+
+    # -- epochs --------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> tuple[float, float, float]:
+        """One pass over this rank's shard; returns (mean global train loss, last lr, seconds).
+        The loss stays on the device until the epoch ends: no host sync per step."""
+        ctx, cfg = self.ctx, self.cfg
+        gen = self._generator(epoch, ctx.rank)
+        attach_generator(self.net, gen)
+        self.model.train()
+        idx = data.train_indices(len(self.train_set), epoch, ctx.rank, ctx.world_size, cfg.batch_size,
+                                 cfg.seed, cfg.shuffle)
+        batches: Any = data.loader(self.train_set, idx, cfg.batch_size, cfg.num_workers, ctx.device.type == "cuda")
+        if ctx.is_root and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            batches = tqdm(batches, total=self.steps, desc=f"epoch {epoch + 1}", leave=False)
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        lr = self.schedule.lr(epoch)
+        for step, (x, y) in enumerate(batches):
+            lr = self.schedule.lr(epoch + step / self.steps)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            x = x.to(ctx.device, non_blocking=True)
+            y = y.to(ctx.device, non_blocking=True)
+            x, y = self.workload.transform_batch(self.params, x, y, gen)
+            loss = train_step(self.model, self.opt, self.workload.loss, x, y, ctx.device)
+            loss_sum += loss.detach().double() * x.shape[0]
+        total = float(ctx.all_sum(loss_sum))
+        return total / (self.steps * self.global_batch), lr, time.perf_counter() - t0
+
+    def evaluate(self) -> dict[str, float]:
+        """Every workload metric over the whole validation split, exact across ranks:
+        per-rank (sum, count) pairs accumulated on the device and all-reduced once."""
+        ctx = self.ctx
+        metrics = self.workload.metrics()
+        sums = torch.zeros(2 * len(metrics), dtype=torch.float64, device=ctx.device)
+        self.net.eval()
+        idx = data.val_indices(len(self.val_set), ctx.rank, ctx.world_size)
+        with torch.no_grad(), autocast(ctx.device):
+            for x, y in data.loader(self.val_set, idx, self.cfg.batch_size, self.cfg.num_workers,
+                                    ctx.device.type == "cuda"):
+                out = self.net(x.to(ctx.device, non_blocking=True))
+                y = y.to(ctx.device, non_blocking=True)
+                for i, fn in enumerate(metrics.values()):
+                    total, count = fn(out, y)
+                    sums[2 * i] += total.double()
+                    sums[2 * i + 1] += count
+        values = ctx.all_sum(sums).tolist()
+        return {f"val_{name}": values[2 * i] / values[2 * i + 1] for i, name in enumerate(metrics)}
+
+    def save_epoch(self) -> None:
+        """Rank 0: metrics.jsonl, checkpoint.pt and the MLPerf log, each replaced atomically."""
+        if not self.ctx.is_root:
+            return
+        write_text(self.run_dir / records.METRICS, "".join(m.to_json() + "\n" for m in self.history))
+        checkpoint.save(self.run_dir / records.CHECKPOINT, {
+            "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+            "epoch": self.history[-1].epoch, "best": self.best,
+            "metrics": [vars(m) for m in self.history], "elapsed_s": self.history[-1].elapsed_s,
+        })
+        self.log.flush()
+
+    def _report(self, m: records.EpochRecord) -> None:
+        if self.ctx.is_root:
+            shown = " ".join(f"{k} {v:.4f}" for k, v in m.metrics.items())
+            print(f"epoch {m.epoch}/{self.cfg.epochs} train_loss {m.train_loss:.4f} {shown} lr {m.lr:.5f}"
+                  f" {m.samples_per_s:.1f} samples/s {m.epoch_time_s:.1f}s", flush=True)
+
+    def fit(self) -> records.RunSummary:
+        """Set up, train until the target or the last epoch, write and return the summary."""
+        self.setup()
+        key = f"val_{self.target.metric}"
+        status = "aborted"
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            if self.history and self.target.reached(self.best):  # a resumed run that had converged
+                status = "success"
+                break
+            num = epoch + 1
+            self.log.start(constants.EPOCH_START, epoch_num=num)
+            t_epoch = time.perf_counter()
+            train_loss, lr, train_time = self.train_epoch(epoch)
+            throughput = self.steps * self.global_batch / train_time
+            self.log.end(constants.EPOCH_STOP, epoch_num=num)
+            if not math.isfinite(train_loss):
+                status = "diverged"
+                self.history.append(records.EpochRecord(num, None, lr, throughput, time.perf_counter() - t_epoch,
+                                                        time.perf_counter() - self.run_start, {}))
+                self.save_epoch()
+                print(f"hpcdl train: error: epoch {num}: training loss is {train_loss} (diverged);"
+                      " check the labels and lower the learning rate", file=sys.stderr, flush=True)
+                break
+            self.log.start(constants.EVAL_START, epoch_num=num)
+            values = self.evaluate()
+            self.log.event("eval_error", values[key], epoch_num=num)
+            self.log.end(constants.EVAL_STOP, epoch_num=num)
+            self.log.event("tracked_stats", {"throughput": throughput}, epoch_num=num)
+            self.best = values[key] if math.isnan(self.best) else self.target.best(self.best, values[key])
+            now = time.perf_counter()
+            self.history.append(records.EpochRecord(num, train_loss, lr, throughput, now - t_epoch,
+                                                    now - self.run_start, values))
+            self.save_epoch()
+            self._report(self.history[-1])
+            if self.target.reached(values[key]):
+                status = "success"
+                break
+        return self.finish(status)
+
+    def finish(self, status: str) -> records.RunSummary:
+        """Close the MLPerf log and write ``run.json`` (the done-marker) last."""
+        self.log.end(constants.RUN_STOP, status="aborted" if status == "diverged" else status)
+        self.log.flush()
+        key = f"val_{self.target.metric}"
+        finals = [m.metrics[key] for m in self.history if key in m.metrics]
+        ctx = self.ctx
+        summary = records.RunSummary(
+            run_name=self.cfg.run_name, workload=self.spec.workload, status=status,
+            target={**self.target.as_dict()}, best=None if math.isnan(self.best) else self.best,
+            final=finals[-1] if finals else None, epochs_run=len(self.history),
+            time_to_train_s=time.perf_counter() - self.run_start, staging_s=self.staging_s,
+            world_size=ctx.world_size, local_world_size=ctx.local_world_size, nodes=ctx.nodes,
+            launcher=ctx.launcher, device=ctx.device.type, global_batch_size=self.global_batch,
+            train_samples=len(self.train_set), eval_samples=len(self.val_set),
+            parameters=sum(p.numel() for p in self.net.parameters() if p.requires_grad),
+            metric_names=[f"val_{n}" for n in self.workload.metrics()],
+            mlperf_benchmark=self.workload.mlperf_benchmark, spec=self.spec.as_dict(),
+        )
+        if ctx.is_root:
+            write_text(self.run_dir / records.SUMMARY, summary.to_json())
+        ctx.barrier()
+        return summary

@@ -1,0 +1,98 @@
+"""What a workload is: the parts of a training that differ between benchmarks and studies.
+
+The training engine (:mod:`hpcdl.train`) never names a workload; it asks the one it is handed
+for its data, model, loss, metrics and target. Metrics are *sums*: for each batch a metric
+returns ``(numerator, denominator)`` tensors that the engine accumulates on the device and
+all-reduces once per evaluation, so the value over uneven shards is exact (MAE: |error| sum and
+element count; accuracy: correct and count; IoU: intersection and union).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from hpcdl.settings import Namer
+from hpcdl.train.config import TrainConfig
+
+# (model output, labels) -> (sum, count) over the batch, both tensors on the model's device
+Metric = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class DataError(ValueError):
+    """The converted data on disk does not match what the workload reads; names the file."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """When a run has succeeded: ``metric`` (a validation metric) reaching ``threshold``."""
+
+    metric: str
+    mode: Literal["min", "max"]
+    threshold: float
+
+    def reached(self, value: float) -> bool:
+        return value <= self.threshold if self.mode == "min" else value >= self.threshold
+
+    def best(self, a: float, b: float) -> float:
+        return min(a, b) if self.mode == "min" else max(a, b)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "mode": self.mode, "threshold": self.threshold}
+
+
+class Workload(ABC):
+    """One trainable task. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    # dataclass of the workload's parameters, declared with hpcdl.settings.setting
+    Params: ClassVar[type]
+    # MLPerf benchmark name for submission_benchmark (the log is checked only when set)
+    mlperf_benchmark: ClassVar[str | None] = None
+
+    def cross_errors(self, params: Any, train: TrainConfig, name: Namer) -> list[str]:
+        """Rules between the workload's parameters and the engine's settings."""
+        return []
+
+    @abstractmethod
+    def open_split(self, params: Any, split_dir: Path) -> torch.utils.data.Dataset:
+        """The converted samples of one split as ``(x, y)`` tensor pairs; raises DataError."""
+
+    @abstractmethod
+    def build_model(self, params: Any, sample: tuple[torch.Tensor, torch.Tensor],
+                    generator: torch.Generator) -> nn.Module:
+        """A freshly initialised model for inputs like ``sample``, weights drawn from ``generator``."""
+
+    @abstractmethod
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean training loss of a batch (float32)."""
+
+    @abstractmethod
+    def metrics(self) -> dict[str, Metric]:
+        """Validation metrics by name; ``loss`` should be among them."""
+
+    @abstractmethod
+    def target(self, params: Any) -> Target:
+        """The metric, direction and threshold that end a run successfully."""
+
+    def transform_batch(self, params: Any, x: torch.Tensor, y: torch.Tensor,
+                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-batch training transform on the device (augmentation, MixUp); identity here."""
+        return x, y
+
+    def stage(self, source: Path, target: Path, local_rank: int, local_world: int, compressed: bool) -> None:
+        """Copy this local rank's share of the converted data in ``source`` to node-local ``target``."""
+        raise DataError(f"{source}: the {self.name} workload cannot stage its data (leave staging_dir empty)")
+
+    def finish_staging(self, target: Path) -> None:
+        """Once per node, by local rank 0, after every local rank has staged its share."""
+
+    def mlperf_events(self, params: Any) -> dict[str, Any]:
+        """Workload hyperparameters logged as MLPerf events at init."""
+        return {}
