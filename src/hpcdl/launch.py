@@ -15,7 +15,7 @@ import re
 import shlex
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +198,50 @@ def launch_prefix(launch: Launch) -> str:
             words += ["--bind", mount]
         words += ["--pwd", launch.workdir or str(Path.cwd()), runtime_image("apptainer", launch.image)]
     return shlex.join(words)
+
+
+def stage_prefix(
+    execution: Mapping[str, Any],
+    tasks: int,
+    nodes: int,
+    workdir: str,
+    results: str,
+    readonly: tuple[str, ...] = (),
+    staging_dir: str = "",
+    gpus: bool = False,
+) -> str:
+    """Launch prefix of one workflow stage: ``tasks`` ranks on ``nodes`` nodes under ``execution``.
+
+    In a container the working directory ``workdir`` is mounted read-write at the same path, and
+    so is ``results`` when it lies outside it (e.g. on scratch), so outputs land where the
+    workflow expects them; ``readonly`` directories go on top read-only, and the node-local
+    ``staging_dir`` read-write. ``gpus``: one GPU per task (training); other stages use CPUs only.
+    """
+    cwd = os.path.abspath(workdir)
+    mounts = [f"{cwd}:{cwd}"]
+    results = os.path.abspath(results)
+    if os.path.commonpath([cwd, results]) != cwd:
+        mounts.append(f"{results}:{results}")
+    mounts += [f"{os.path.abspath(d)}:{os.path.abspath(d)}:ro" for d in readonly]
+    if staging_dir:
+        mounts.append(f"{staging_dir}:{staging_dir}")
+    spec = Launch.from_config(execution, tasks, nodes, tuple(mounts))
+    return launch_prefix(spec if gpus else replace(spec, gpus_per_node=0))
+
+
+def job_resources(execution: Mapping[str, Any], tasks: int, nodes: int = 1, gpus: bool = False) -> dict[str, Any]:
+    """Scheduler resources of a job that runs ``tasks`` ranks on ``nodes`` nodes.
+
+    ``mpi`` marks the job as one that starts its own ranks (the SLURM executor then leaves the
+    shell line alone instead of wrapping it in ``srun -n1``); ``tasks_per_gpu`` stops it from
+    asking for ``tasks`` ranks per GPU.
+    """
+    resources: dict[str, Any] = {"tasks": tasks, "nodes": nodes}
+    if tasks > 1 and execution["launcher"] != "none":
+        resources["mpi"] = execution["launcher"]
+    if gpus and execution.get("gpus_per_node", 0):
+        resources.update(gres=f"gpu:{execution['gpus_per_node']}", tasks_per_gpu=1)
+    return resources
 
 
 def validate_execution(config: Mapping[str, Any], default_resources: Mapping[str, Any] | None = None) -> None:

@@ -36,8 +36,8 @@ def schema() -> dict[str, Any]:
         "train": {**train, "properties": {**placement["properties"], **train["properties"]}},
         "train_overrides": train,
     }
-    for name, cls in sorted(workloads.REGISTRY.items()):
-        defs[name] = settings.schema(cls.Params, f"parameters of the {name} workload")
+    for name, entry in sorted(workloads.REGISTRY.items()):
+        defs[name] = settings.schema(entry.params, f"parameters of the {name} workload")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "description": "training settings, generated from their typed declarations", "$defs": defs}
 
@@ -55,9 +55,9 @@ def markdown() -> str:
     """The settings tables of ``config/README.md``: the ``train:`` section, then each workload's."""
     rows = settings.MARKDOWN_HEADER + settings.markdown_rows(Placement, "train", flags=False)
     rows += settings.markdown_rows(TrainConfig, "train")
-    for name, cls in sorted(workloads.REGISTRY.items()):
+    for name, entry in sorted(workloads.REGISTRY.items()):
         rows += ["", f"Parameters of the `{name}` workload (the `{name}:` section):", ""]
-        rows += settings.MARKDOWN_HEADER + settings.markdown_rows(cls.Params, name)
+        rows += settings.MARKDOWN_HEADER + settings.markdown_rows(entry.params, name)
     return "\n".join(rows) + "\n"
 
 

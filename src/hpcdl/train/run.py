@@ -48,7 +48,7 @@ def add_dependent_arguments(parser: argparse.ArgumentParser, argv: list[str]) ->
         except specs.SpecError:
             pass  # reported with every other problem by main()
     group = parser.add_argument_group(f"{name} parameters")
-    settings.add_flags(group, workloads.REGISTRY[name].Params)
+    settings.add_flags(group, workloads.entry(name).params)
 
 
 def resolve(args: argparse.Namespace) -> specs.RunSpec:
@@ -59,7 +59,7 @@ def resolve(args: argparse.Namespace) -> specs.RunSpec:
         params = settings.given_flags(type(base.params), args)
         return specs.load(args.spec, engine, params)
     name = getattr(args, "workload", workloads.DEFAULT)
-    params = settings.given_flags(workloads.REGISTRY[name].Params, args)
+    params = settings.given_flags(workloads.entry(name).params, args)
     return specs.build(name, engine, params, style="flag")
 
 

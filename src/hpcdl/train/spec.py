@@ -57,15 +57,15 @@ def namer(workload: str, style: str) -> settings.Namer:
 def build(workload: str, train: Mapping[str, Any], params: Mapping[str, Any], style: str = "config") -> RunSpec:
     """The checked spec of a run; :class:`SpecError` lists every problem at once."""
     try:
-        wl = workloads.get(workload)
+        params_cls = workloads.entry(workload).params
     except workloads.UnknownWorkload as exc:
         raise SpecError("", [str(exc.args[0])]) from None
     name = namer(workload, style)
     cfg, problems = settings.from_mapping(TrainConfig, train, name)
-    wp, wp_problems = settings.from_mapping(wl.Params, params, name)
+    wp, wp_problems = settings.from_mapping(params_cls, params, name)
     problems += wp_problems
     if cfg is not None and wp is not None:
-        problems += wl.cross_errors(wp, cfg, name)
+        problems += wp.errors_with(cfg, name)
     if problems:
         raise SpecError("", problems)
     return RunSpec(workload, cfg, wp)

@@ -1,31 +1,71 @@
 """The workload registry: name -> workload, as the MLCommons reference looks models up by name.
 
-Adding a workload is one module here that defines a :class:`~hpcdl.workloads.base.Workload`
-subclass and registers it in :data:`REGISTRY`; its parameters then appear as ``hpcdl train``
-flags, in the generated schema and in ``config/README.md`` (CONTRIBUTING.md walks through it).
+Each entry names the workload's parameter class (torch-free, so the workflow can check settings
+while it is parsed without importing torch) and the module of its
+:class:`~hpcdl.workloads.base.Workload` subclass, imported only when a training needs it.
+Adding a workload is one package here plus its entry in :data:`REGISTRY` (CONTRIBUTING.md).
 """
 
 from __future__ import annotations
 
-from hpcdl.workloads.base import DataError, Metric, Target, Workload
-from hpcdl.workloads.cosmoflow import CosmoFlowWorkload
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-REGISTRY: dict[str, type[Workload]] = {
-    CosmoFlowWorkload.name: CosmoFlowWorkload,
-}
-DEFAULT = "cosmoflow"
+from hpcdl.workloads.cosmoflow.params import CosmoFlowParams
+
+if TYPE_CHECKING:
+    from hpcdl.workloads.base import Workload
+
+
+class DataError(ValueError):
+    """The converted data on disk does not match what the workload reads; names the file."""
 
 
 class UnknownWorkload(KeyError):
     """A workload name that is not registered."""
 
 
-def get(name: str) -> Workload:
-    """A fresh instance of the workload registered as ``name``."""
+@dataclass(frozen=True)
+class Target:
+    """When a run has succeeded: validation ``metric`` reaching ``threshold``."""
+
+    metric: str
+    mode: Literal["min", "max"]
+    threshold: float
+
+    def reached(self, value: float) -> bool:
+        return value <= self.threshold if self.mode == "min" else value >= self.threshold
+
+    def best(self, a: float, b: float) -> float:
+        return min(a, b) if self.mode == "min" else max(a, b)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "mode": self.mode, "threshold": self.threshold}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered workload: its parameters and the module defining ``WORKLOAD``."""
+
+    params: type
+    module: str
+
+
+REGISTRY: dict[str, Entry] = {
+    "cosmoflow": Entry(CosmoFlowParams, "hpcdl.workloads.cosmoflow.workload"),
+}
+DEFAULT = "cosmoflow"
+
+
+def entry(name: str) -> Entry:
+    """The registry entry of ``name``; :class:`UnknownWorkload` lists the known names."""
     try:
-        return REGISTRY[name]()
+        return REGISTRY[name]
     except KeyError:
         raise UnknownWorkload(f"unknown workload {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
 
 
-__all__ = ["DEFAULT", "REGISTRY", "DataError", "Metric", "Target", "UnknownWorkload", "Workload", "get"]
+def get(name: str) -> Workload:
+    """A fresh instance of the workload registered as ``name`` (imports its module, and torch)."""
+    return importlib.import_module(entry(name).module).WORKLOAD()

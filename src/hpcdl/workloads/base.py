@@ -11,54 +11,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from hpcdl.settings import Namer
-from hpcdl.train.config import TrainConfig
+from hpcdl.workloads import DataError, Target
 
 # (model output, labels) -> (sum, count) over the batch, both tensors on the model's device
 Metric = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-class DataError(ValueError):
-    """The converted data on disk does not match what the workload reads; names the file."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """When a run has succeeded: ``metric`` (a validation metric) reaching ``threshold``."""
-
-    metric: str
-    mode: Literal["min", "max"]
-    threshold: float
-
-    def reached(self, value: float) -> bool:
-        return value <= self.threshold if self.mode == "min" else value >= self.threshold
-
-    def best(self, a: float, b: float) -> float:
-        return min(a, b) if self.mode == "min" else max(a, b)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "mode": self.mode, "threshold": self.threshold}
 
 
 class Workload(ABC):
     """One trainable task. Subclasses set the class attributes and implement the methods."""
 
     name: ClassVar[str]
-    # dataclass of the workload's parameters, declared with hpcdl.settings.setting
-    Params: ClassVar[type]
     # MLPerf benchmark name for submission_benchmark (the log is checked only when set)
     mlperf_benchmark: ClassVar[str | None] = None
-
-    def cross_errors(self, params: Any, train: TrainConfig, name: Namer) -> list[str]:
-        """Rules between the workload's parameters and the engine's settings."""
-        return []
 
     @abstractmethod
     def open_split(self, params: Any, split_dir: Path) -> torch.utils.data.Dataset:
