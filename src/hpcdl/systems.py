@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-# Relative to the working directory the workflow runs in (the repository root).
-SCHEMA = Path("workflow/schemas/system.schema.yaml")
+from hpcdl import schemas
+from hpcdl.launch import LaunchError, job_resources, stage_prefix
+
 SYSTEMS_DIR = Path("config/systems")
 
 
@@ -26,13 +28,14 @@ class SystemConfigError(ValueError):
     """A system that is unknown, malformed or inconsistent; the message names the file."""
 
 
-def known_systems(directory: Path = SYSTEMS_DIR) -> list[str]:
+def known_systems(directory: Path) -> list[str]:
     """Names of the systems defined in ``directory``."""
     return sorted(p.stem for p in Path(directory).glob("*.yaml"))
 
 
-def load_system(name: str, directory: Path = SYSTEMS_DIR, schema: Path = SCHEMA) -> dict[str, Any]:
-    """Read ``directory/<name>.yaml`` and check it against ``schema`` and its own name."""
+def load_system(name: str, directory: Path, schema: Path) -> dict[str, Any]:
+    """Read ``directory/<name>.yaml`` and check it against ``schema`` (whose ``$ref``s to files
+    beside it are resolved) and its own name."""
     path = Path(directory) / f"{name}.yaml"
     try:
         system = yaml.safe_load(path.read_text())
@@ -42,7 +45,7 @@ def load_system(name: str, directory: Path = SYSTEMS_DIR, schema: Path = SCHEMA)
     except yaml.YAMLError as err:
         raise SystemConfigError(f"{path}: not valid YAML: {err}") from None
     try:
-        jsonschema.validate(system, yaml.safe_load(Path(schema).read_text()))
+        schemas.validator(Path(schema)).validate(system)
     except jsonschema.ValidationError as err:
         where = ".".join(str(p) for p in err.absolute_path) or "top level"
         raise SystemConfigError(f"{path}: {where}: {err.message}") from None
@@ -97,3 +100,41 @@ def run_layout(execution: Mapping[str, Any], system: Mapping[str, Any]) -> tuple
     if execution.get("scheduler", "local") == "local" and execution.get("launcher") != "srun":
         return tasks, 1, {**merged, "tasks_per_node": 0}
     return tasks, system["nodes"], merged
+
+
+@dataclass(frozen=True)
+class ScaledRun:
+    """One run of a scaling target: its ``train:`` settings, launch prefix and job resources."""
+
+    train: dict[str, Any]
+    launch: str
+    resources: dict[str, Any]
+
+
+def scaled_runs(config: Mapping[str, Any], schema: Path, workdir: str, data_dir: str) -> dict[str, ScaledRun]:
+    """Every run of the config's ``scaling:`` section, built from its system file.
+
+    Called while the workflow is parsed, so an unknown or inconsistent system, or a layout the
+    launcher cannot start, stops it before any job is submitted (the error names the file).
+    Each run takes the system's nodes, ranks, batch, learning rates, staging directory, GPUs and
+    walltime; ``data_dir`` is mounted read-only into its container.
+    """
+    scaling = config.get("scaling", {})
+    directory = Path(scaling.get("systems_dir", SYSTEMS_DIR))
+    systems: dict[str, dict[str, Any]] = {}
+    runs = {}
+    for run, (name, offset) in scaling_runs(scaling).items():
+        if name not in systems:
+            systems[name] = load_system(name, directory, schema)
+        system = systems[name]
+        train = run_train_config(config["train"], system, config["train"]["seed"] + offset)
+        train["run_name"] = run
+        tasks, nodes, execution = run_layout(config["execution"], system)
+        try:
+            prefix = stage_prefix(execution, tasks, nodes, workdir, config["results"], (data_dir,),
+                                  train.get("staging_dir", ""), gpus=True)
+        except LaunchError as err:
+            raise LaunchError(f"{directory / name}.yaml: {err}") from None
+        resources = {**job_resources(execution, tasks, nodes, gpus=True), "runtime": system["walltime"]}
+        runs[run] = ScaledRun(train, prefix, resources)
+    return runs

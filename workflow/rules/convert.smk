@@ -1,16 +1,14 @@
 rule convert:
     input:
-        manifest=f"{RESULTS}/data/{{source}}/manifest.json",
+        manifest=f"{RESULTS}/data/cosmoflow/{{source}}/manifest.json",
     output:
-        summary=f"{RESULTS}/data/{{source}}/{{fmt}}/{{split}}/convert.json",
+        summary=f"{RESULTS}/data/cosmoflow/{{source}}/{{fmt}}/{{split}}/convert.json",
     log:
         f"{RESULTS}/logs/convert/{{source}}_{{fmt}}_{{split}}.log",
     conda:
         "../envs/hpcdl.yaml"
     resources:
-        **parallel_resources(
-            config["convert"]["tasks"], config["convert"].get("nodes", 1)
-        ),
+        **resources_of(config["convert"]["tasks"], config["convert"].get("nodes", 1)),
     params:
         src=lambda wc: f"{data_dir(wc.source)}/{wc.split}",
         dst=lambda wc: f"{converted_dir(wc.fmt, wc.source)}/{wc.split}",
@@ -22,10 +20,10 @@ rule convert:
 
 rule lists:
     input:
-        summary=f"{RESULTS}/data/{{source}}/npy/{{split}}/convert.json",
+        summary=f"{RESULTS}/data/cosmoflow/{{source}}/npy/{{split}}/convert.json",
     output:
-        data=f"{RESULTS}/data/{{source}}/npy/{{split}}/files_data.lst",
-        label=f"{RESULTS}/data/{{source}}/npy/{{split}}/files_label.lst",
+        data=f"{RESULTS}/data/cosmoflow/{{source}}/npy/{{split}}/files_data.lst",
+        label=f"{RESULTS}/data/cosmoflow/{{source}}/npy/{{split}}/files_label.lst",
     log:
         f"{RESULTS}/logs/lists/{{source}}_{{split}}.log",
     conda:

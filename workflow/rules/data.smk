@@ -1,6 +1,6 @@
 rule synth:
     output:
-        manifest=f"{RESULTS}/data/synth/manifest.json",
+        manifest=f"{RESULTS}/data/cosmoflow/synth/manifest.json",
     log:
         f"{RESULTS}/logs/synth.log",
     conda:
@@ -17,7 +17,7 @@ rule synth:
 
 rule download:
     output:
-        manifest=f"{RESULTS}/data/download/manifest.json",
+        manifest=f"{RESULTS}/data/cosmoflow/download/manifest.json",
     log:
         f"{RESULTS}/logs/download.log",
     conda:

@@ -4,26 +4,23 @@
 #                   train.seed + instance index -> runs/weak_<system>_i<k>/
 # Each target ends in a report index over its runs (with the scaling figure over world sizes).
 
-SCALED = scaled_runs(config.get("scaling", {}))
-
 
 use rule train as scaling_train with:
     wildcard_constraints:
         # Only the configured scaling runs; "(?!)" matches nothing when there are none.
         run="|".join(re.escape(run) for run in SCALED) or "(?!)",
     resources:
-        tasks=lambda wc: SCALED[wc.run]["resources"]["tasks"],
-        nodes=lambda wc: SCALED[wc.run]["resources"]["nodes"],
+        tasks=lambda wc: SCALED[wc.run].resources["tasks"],
+        nodes=lambda wc: SCALED[wc.run].resources["nodes"],
         # Empty: a single-rank job, or a CPU system (no GPUs to request).
-        mpi=lambda wc: SCALED[wc.run]["resources"].get("mpi", ""),
-        gres=lambda wc: SCALED[wc.run]["resources"].get("gres", ""),
+        mpi=lambda wc: SCALED[wc.run].resources.get("mpi", ""),
+        gres=lambda wc: SCALED[wc.run].resources.get("gres", ""),
         tasks_per_gpu=1,
-        runtime=lambda wc: SCALED[wc.run]["resources"]["runtime"],
+        runtime=lambda wc: SCALED[wc.run].resources["runtime"],
     params:
-        data=lambda wc, input: os.path.dirname(os.path.dirname(input.lists[0])),
+        data=lambda wc, input: os.path.dirname(os.path.dirname(input.data[0])),
         out=lambda wc, output: os.path.dirname(output.done),
-        launch=lambda wc: SCALED[wc.run]["launch"],
-        args=lambda wc: SCALED[wc.run]["args"],
+        launch=lambda wc: SCALED[wc.run].launch,
 
 
 ruleorder: scaling_train > train
@@ -31,7 +28,7 @@ ruleorder: scaling_train > train
 
 rule strong_scaling:
     input:
-        runs=scaling_targets(SCALED, "strong"),
+        runs=scaling_targets("strong"),
     output:
         index=f"{RESULTS}/report/strong_scaling/index.html",
     log:
@@ -47,7 +44,7 @@ rule strong_scaling:
 
 use rule strong_scaling as weak_scaling with:
     input:
-        runs=scaling_targets(SCALED, "weak"),
+        runs=scaling_targets("weak"),
     output:
         index=f"{RESULTS}/report/weak_scaling/index.html",
     log:

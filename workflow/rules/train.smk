@@ -1,6 +1,21 @@
+# The run's whole settings, checked while the workflow was parsed, as one file the run reads.
+rule spec:
+    output:
+        f"{RESULTS}/runs/{{run}}/spec.json",
+    log:
+        f"{RESULTS}/logs/spec/{{run}}.log",
+    conda:
+        "../envs/hpcdl.yaml"
+    params:
+        settings=run_settings,
+    shell:
+        "hpcdl spec {output:q} --json {params.settings:q} > {log} 2>&1"
+
+
 rule train:
     input:
-        lists=training_lists(),
+        data=training_inputs(),
+        spec=f"{RESULTS}/runs/{{run}}/spec.json",
     output:
         done=f"{RESULTS}/runs/{{run}}/run.json",
         metrics=f"{RESULTS}/runs/{{run}}/metrics.jsonl",
@@ -10,11 +25,11 @@ rule train:
     conda:
         "../envs/hpcdl.yaml"
     resources:
-        **parallel_resources(
+        **resources_of(
             config["train"]["tasks"], config["train"].get("nodes", 1), gpus=True
         ),
     params:
-        data=lambda wc, input: os.path.dirname(os.path.dirname(input.lists[0])),
+        data=lambda wc, input: os.path.dirname(os.path.dirname(input.data[0])),
         out=lambda wc, output: os.path.dirname(output.done),
         launch=launch(
             config["train"]["tasks"],
@@ -22,7 +37,6 @@ rule train:
             readonly=[data_dir()],
             gpus=True,
         ),
-        args=train_args(config["train"]),
     shell:
-        "{params.launch} hpcdl train --data-dir {params.data} --output-dir {params.out}"
-        " --run-name {wildcards.run} {params.args} > {log} 2>&1"
+        "{params.launch} hpcdl train --spec {input.spec:q} --data-dir {params.data:q}"
+        " --output-dir {params.out:q} > {log} 2>&1"
