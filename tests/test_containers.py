@@ -1,5 +1,5 @@
-"""Container image recipes and tools: the Dockerfile, its generated Apptainer recipe, enroot import,
-Apptainer exec. No container engine runs here: the recipes are checked as text, the tools for the
+"""Container image recipes and tools: the Dockerfile, its generated Apptainer recipe and enroot
+import. No container engine runs here: the recipes are checked as text, the tools for the
 clear error they give when the engine is absent."""
 
 from __future__ import annotations
@@ -212,29 +212,3 @@ def test_enroot_import_rule_runs_hpcdl_container_import(tmp_path):
     assert run.returncode != 0
     assert "enroot not found on PATH" in log.read_text()
     assert not sqsh.exists()
-
-
-# --- apptainer exec ----------------------------------------------------------------------------
-
-
-def test_exec_without_apptainer_names_apptainer(hpcdl):
-    result = run_tool([str(BIN / "hpcdl"), "container", "exec", "--nv", "--bind", "/tmp:/tmp",
-                       "docker://ghcr.io/hpcdl/hpcdl:0.1.0", "--", "hpcdl", "--help"], **NO_ENGINES)
-    assert result.returncode == 1
-    assert result.stderr == (
-        "hpcdl container exec: apptainer not found on PATH: it is needed to run docker://ghcr.io/hpcdl/hpcdl:0.1.0\n"
-    )
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["/images/missing.sif", "--", "true"], "image file '/images/missing.sif' does not exist"),
-        (["/images/hpcdl.sqsh", "--", "true"], "apptainer reads image files ending in .sif"),
-        (["docker://ghcr.io/hpcdl/hpcdl:0.1.0"], "no command given to run in the container"),
-    ],
-)
-def test_exec_rejects_bad_input(args, message):
-    result = run_tool([str(BIN / "hpcdl"), "container", "exec", *args], **NO_ENGINES)
-    assert result.returncode == 1
-    assert message in result.stderr and result.stderr.count("\n") == 1

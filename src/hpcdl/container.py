@@ -3,8 +3,10 @@
 ``hpcdl container recipe``  regenerates ``containers/hpcdl.def`` from ``containers/Dockerfile``
                             with spython (``--check``: only report drift, as a diff);
 ``hpcdl container import``  turns a registry image into a squashfs file for pyxis
-                            (``enroot import``), written under a temporary name and renamed;
-``hpcdl container exec``    runs a command in an Apptainer image through spython's client.
+                            (``enroot import``), written under a temporary name and renamed.
+
+Apptainer runs need no command of their own: the apptainer runtime of :mod:`hpcdl.launch`
+prefixes each rank with ``apptainer exec``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from hpcdl.atomic import TMP_PREFIX, write_text
 from hpcdl.launch import LaunchError, check_image, enroot_ref
 
-# Relative to the repository root, where the commands are run (like snakemake).
+# Flag defaults, relative to the repository root where the command is run (like snakemake).
 DOCKERFILE = Path("containers/Dockerfile")
 DEFFILE = Path("containers/hpcdl.def")
 # `apptainer run IMAGE ARGS` runs `hpcdl ARGS`; Docker's CMD only prints the usage, so that LSF
@@ -42,7 +44,7 @@ class ContainerError(RuntimeError):
     """A container operation that cannot run; the message names the tool or file and why."""
 
 
-def render_recipe(dockerfile: Path = DOCKERFILE) -> str:
+def render_recipe(dockerfile: Path) -> str:
     """The Apptainer definition spython derives from ``dockerfile``, with the header above.
 
     Two adjustments keep the result buildable: labels become Apptainer's ``KEY value`` lines
@@ -69,7 +71,7 @@ def _apptainer_label(token: str) -> list[str]:
     return [key, " ".join(shlex.split(value))]
 
 
-def recipe_drift(committed: Path = DEFFILE, dockerfile: Path = DOCKERFILE) -> str:
+def recipe_drift(committed: Path, dockerfile: Path) -> str:
     """A unified diff from ``committed`` to the freshly generated recipe; empty when equal."""
     fresh = render_recipe(dockerfile)
     old = committed.read_text() if committed.is_file() else ""
@@ -132,30 +134,6 @@ def enroot_import(ref: str, output: Path) -> ImportSummary:
     return ImportSummary(uri=uri, output=output, bytes=output.stat().st_size)
 
 
-def apptainer_exec(image: str, command: list[str], binds: list[str], nv: bool) -> int:
-    """Run ``command`` in Apptainer ``image`` through spython's client; its exit status."""
-    if not command:
-        raise ContainerError("no command given to run in the container")
-    try:
-        check_image("apptainer", image, "image")
-    except LaunchError as err:
-        raise ContainerError(str(err)) from None
-    if shutil.which("apptainer") is None:
-        raise ContainerError(f"apptainer not found on PATH: it is needed to run {image}")
-    # spython calls the `singularity` command, which apptainer installs as a compatibility name.
-    if shutil.which("singularity") is None:
-        raise ContainerError("apptainer is installed without its `singularity` command, which spython runs")
-    from spython.main import Client
-
-    lines = Client.execute(image, command, bind=binds or None, nv=nv, stream=True, stream_type="both")
-    try:
-        for line in lines:
-            sys.stdout.write(line)
-    except subprocess.CalledProcessError as err:
-        return err.returncode
-    return 0
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     recipe = sub.add_parser("recipe", help="regenerate the Apptainer recipe from the Dockerfile")
@@ -165,11 +143,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp = sub.add_parser("import", help="enroot import a registry image into a .sqsh file")
     imp.add_argument("image", help="registry reference, e.g. ghcr.io/hpcdl/hpcdl:0.1.0 or ghcr.io#hpcdl/hpcdl:0.1.0")
     imp.add_argument("output", type=Path, help="squashfs file to write (*.sqsh)")
-    run = sub.add_parser("exec", help="run a command in an Apptainer image (spython client)")
-    run.add_argument("image", help=".sif file or docker:// reference")
-    run.add_argument("--bind", action="append", default=[], help="host[:container[:ro]] (repeatable)")
-    run.add_argument("--nv", action="store_true", help="make the host's NVIDIA GPUs visible")
-    run.add_argument("command", nargs=argparse.REMAINDER, help="command to run (after --)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -188,12 +161,9 @@ def main(args: argparse.Namespace) -> int:
             write_text(args.output, render_recipe(args.dockerfile))
             print(f"wrote {args.output} from {args.dockerfile}")
             return 0
-        if args.action == "import":
-            summary = enroot_import(args.image, args.output)
-            print(f"imported {summary.uri} -> {summary.output} ({summary.bytes / 1e6:.1f} MB)")
-            return 0
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
-        return apptainer_exec(args.image, command, args.bind, args.nv)
+        summary = enroot_import(args.image, args.output)
+        print(f"imported {summary.uri} -> {summary.output} ({summary.bytes / 1e6:.1f} MB)")
+        return 0
     except (ContainerError, OSError) as err:
         print(f"hpcdl container {args.action}: {err}", file=sys.stderr)
         return 1
