@@ -104,8 +104,9 @@ def run_layout(execution: Mapping[str, Any], system: Mapping[str, Any]) -> tuple
 
 @dataclass(frozen=True)
 class ScaledRun:
-    """One run of a scaling target: its ``train:`` settings, launch prefix and job resources."""
+    """One run of a scaling target: its system file, ``train:`` settings, launch prefix and job resources."""
 
+    system: str
     train: dict[str, Any]
     launch: str
     resources: dict[str, Any]
@@ -136,5 +137,5 @@ def scaled_runs(config: Mapping[str, Any], schema: Path, workdir: str, data_dir:
         except LaunchError as err:
             raise LaunchError(f"{directory / name}.yaml: {err}") from None
         resources = {**job_resources(execution, tasks, nodes, gpus=True), "runtime": system["walltime"]}
-        runs[run] = ScaledRun(train, prefix, resources)
+        runs[run] = ScaledRun(f"{directory / name}.yaml", train, prefix, resources)
     return runs

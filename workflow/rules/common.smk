@@ -85,13 +85,13 @@ def resources_of(tasks, nodes=1, gpus=False):
     return job_resources(config["execution"], tasks, nodes, gpus)
 
 
-def checked_spec(train=None):
+def checked_spec(train=None, where="the config"):
     """The run's settings from the config (``train`` replaces its train: section), checked now:
     a bad value or a cross-field rule stops the workflow before any job runs."""
     try:
         return specs.from_config(config, train)
     except specs.SpecError as err:
-        raise WorkflowError(f"invalid training settings in the config:\n{err}")
+        raise WorkflowError(f"invalid training settings in {where}:\n{err}")
 
 
 SPEC = checked_spec()
@@ -101,7 +101,10 @@ SCALED = scaled_runs(
     os.getcwd(),
     data_dir(),
 )
-SCALED_SPECS = {run: checked_spec(scaled.train) for run, scaled in SCALED.items()}
+SCALED_SPECS = {
+    run: checked_spec(scaled.train, f"scaling run {run} (config + {scaled.system})")
+    for run, scaled in SCALED.items()
+}
 
 
 def run_settings(wildcards):
