@@ -3,9 +3,12 @@
 Writes, each file atomically and ``index.html`` last:
 
 * ``OUT/<run_name>.html``: a self-contained page per run (figures inline, no scripts, no network):
-  curves, timings, run facts, configuration and the MLPerf HPC compliance-checker verdict;
-* ``OUT/<run_name>/{loss,mae,lr,throughput}.png`` and ``OUT/<run_name>/compliance.txt``
-  (the checker's full output), so a workflow can declare them;
+  curves, timings, run facts, settings and the MLPerf HPC compliance-checker verdict (``n/a`` for
+  a workload that is not an MLPerf benchmark);
+* ``OUT/<run_name>/<figure>.png``, the run's figures: ``loss``, one per other validation metric its
+  workload declares (e.g. ``val_mae``), ``lr`` and ``throughput``; and ``OUT/<run_name>/compliance.txt``
+  (the checker's command and full output, or why it did not run), so a workflow can declare them;
+  the checker's own log goes to ``RUN/compliance_checker.log``, in the run directory;
 * ``OUT/scaling.png`` when the runs differ in world size;
 * ``OUT/summary.json``: the same facts, machine-readable;
 * ``OUT/index.html``: a table of every run linking to its page, plus the scaling figure.
@@ -26,7 +29,8 @@ from typing import Any
 
 from hpcdl.atomic import write_bytes, write_text
 from hpcdl.report import compliance, figures, html
-from hpcdl.report.runs import Run, RunError, load_run
+from hpcdl.records import SUMMARY, RecordError
+from hpcdl.report.runs import Run, load_run
 
 
 @dataclass(frozen=True)
@@ -45,25 +49,34 @@ class ReportSummary:
     errors: list[str] = field(default_factory=list)
 
 
-def _run_entry(run: Run, verdict: compliance.Verdict) -> dict[str, Any]:
+def _run_entry(run: Run, verdict: compliance.Verdict, figs: list[figures.RunFigure]) -> dict[str, Any]:
     s = run.summary
     return {
         "run_name": run.name,
         "directory": str(run.directory),
-        "status": s.get("status"),
-        "best_val_mae": s.get("best_val_mae"),
-        "target_mae": s.get("target_mae"),
-        "epochs_run": s.get("epochs_run"),
-        "time_to_train_s": s.get("time_to_train_s"),
-        "staging_s": s.get("staging_s"),
+        "workload": s.workload,
+        "status": s.status,
+        "target": s.target,
+        "best": s.best,
+        "final": s.final,
+        "epochs_run": s.epochs_run,
+        "time_to_train_s": s.time_to_train_s,
+        "staging_s": s.staging_s,
         "samples_per_s": run.throughput,
         "world_size": run.world_size,
-        "nodes": s.get("nodes"),
+        "nodes": s.nodes,
         "compliance": verdict.verdict,
         "compliance_lines": verdict.lines,
         "page": f"{run.name}.html",
-        "figures": [f"{run.name}/{kind}.png" for kind in figures.FIGURE_KINDS],
+        "figures": [f"{run.name}/{f.name}.png" for f in figs],
     }
+
+
+def _compliance_text(verdict: compliance.Verdict) -> str:
+    """``compliance.txt``: the checker's command and full output, or why none ran."""
+    if not verdict.command:
+        return f"MLPerf compliance {verdict.verdict}: " + "; ".join(verdict.lines) + "\n"
+    return f"$ {verdict.command}\n{verdict.output}"
 
 
 def render(run_dirs: list[Path], out: Path, cfg: ReportConfig) -> ReportSummary:
@@ -74,21 +87,21 @@ def render(run_dirs: list[Path], out: Path, cfg: ReportConfig) -> ReportSummary:
     for directory in run_dirs:
         try:
             run = load_run(directory)
-        except RunError as exc:
+        except RecordError as exc:
             summary.errors.append(str(exc))
             continue
         if run.name in seen:
-            summary.errors.append(f"{directory / 'run.json'}: run_name {run.name!r} already used by {seen[run.name]}")
+            summary.errors.append(f"{directory / SUMMARY}: run_name {run.name!r} already used by {seen[run.name]}")
             continue
         seen[run.name] = directory
-        verdict = compliance.check(directory / "mllog.txt", cfg.ruleset)
-        pngs = {kind: figures.RENDERERS[kind](run) for kind in figures.FIGURE_KINDS}
-        for kind, png in pngs.items():
-            write_bytes(out / run.name / f"{kind}.png", png)
-        write_text(out / run.name / "compliance.txt", f"$ {verdict.command}\n{verdict.output}")
-        write_text(out / f"{run.name}.html", html.run_page(run, verdict, pngs))
+        verdict = compliance.check(directory, run.summary.mlperf_benchmark, cfg.ruleset)
+        figs = figures.run_figures(run)
+        for fig in figs:
+            write_bytes(out / run.name / f"{fig.name}.png", fig.png)
+        write_text(out / run.name / "compliance.txt", _compliance_text(verdict))
+        write_text(out / f"{run.name}.html", html.run_page(run, verdict, figs))
         rows.append((run, verdict))
-        summary.runs.append(_run_entry(run, verdict))
+        summary.runs.append(_run_entry(run, verdict, figs))
     points = figures.scaling_points([run for run, _ in rows])
     scaling_png = figures.scaling(points) if points else None
     if scaling_png is not None:

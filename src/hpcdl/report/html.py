@@ -1,7 +1,7 @@
 """Self-contained HTML pages: inline CSS, figures as base64 PNG data URIs, no scripts, no network.
 
 Every string that comes from a run is passed through :func:`html.escape` before it is placed
-in the page, so a run name or config value can never inject markup.
+in the page, so a run name or setting can never inject markup.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 from hpcdl.report.compliance import Verdict
-from hpcdl.report.figures import ScalingPoint
+from hpcdl.report.figures import RunFigure, ScalingPoint
 from hpcdl.report.runs import Run
 
 _CSS = """
@@ -33,14 +33,6 @@ th{background:#eef1f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#fff;border:1px solid #dde1e8;border-radius:.4rem;padding:.6rem;overflow-x:auto;font-size:.82rem}
 .cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,1fr));gap:1.5rem;align-items:start}
 """
-
-FIGURE_TITLES = {
-    "loss": "Training and validation loss (MSE) per epoch.",
-    "mae": "Validation mean absolute error per epoch; dashed: the run's target.",
-    "lr": "Learning rate in force at the end of each epoch (warmup, then step decays).",
-    "throughput": "Global training throughput per epoch; dashed: the median (first epoch excluded).",
-}
-
 
 def fmt_seconds(value: Any) -> str:
     """``12.3 s``, ``4 min 05 s`` or ``2 h 03 min``; an em dash when not a number."""
@@ -110,65 +102,67 @@ def _document(title: str, body: str) -> str:
     )
 
 
-def run_page(run: Run, verdict: Verdict, figures: dict[str, bytes]) -> str:
+def run_page(run: Run, verdict: Verdict, figures: list[RunFigure]) -> str:
     """The page of one run."""
     s = run.summary
+    key = run.target_key
     cards = [
-        ("best validation MAE", fmt_number(s.get("best_val_mae"))),
-        ("target MAE", fmt_number(s.get("target_mae"))),
-        ("final validation MAE", fmt_number(s.get("final_val_mae"))),
-        ("epochs run", fmt_number(s.get("epochs_run"))),
-        ("time to train", fmt_seconds(s.get("time_to_train_s"))),
-        ("staging time", fmt_seconds(s.get("staging_s"))),
+        (f"best {key}", fmt_number(s.best)),
+        (f"final {key}", fmt_number(s.final)),
+        ("target", f"{key} {run.target_text}"),
+        ("epochs run", fmt_number(s.epochs_run)),
+        ("time to train", fmt_seconds(s.time_to_train_s)),
+        ("staging time", fmt_seconds(s.staging_s)),
         ("median throughput", f"{run.throughput:.4g} samples/s" if run.throughput is not None else "—"),
     ]
-    facts_keys = ("world_size", "local_world_size", "nodes", "launcher", "device", "global_batch_size",
-                  "parameters", "train_samples", "eval_samples")
-    facts = [(k.replace("_", " "), fmt_number(s.get(k))) for k in facts_keys]
+    facts_keys = ("workload", "mlperf_benchmark", "world_size", "local_world_size", "nodes", "launcher",
+                  "device", "global_batch_size", "parameters", "train_samples", "eval_samples")
+    facts = [(k.replace("_", " "), fmt_number(getattr(s, k))) for k in facts_keys]
     figs = "".join(
-        f"<figure>{_img(figures[kind], FIGURE_TITLES[kind])}<figcaption>{escape(FIGURE_TITLES[kind])}"
-        "</figcaption></figure>"
-        for kind in figures
+        f"<figure>{_img(f.png, f.caption)}<figcaption>{escape(f.caption)}</figcaption></figure>" for f in figures
     )
     checker_lines = "\n".join(verdict.lines) or "(the checker printed nothing relevant)"
+    command = f"<code>{escape(verdict.command)}</code>" if verdict.command else ""
+    title = f"{s.workload} run {run.name}"
     body = f"""<p class="muted"><a href="index.html">← all runs</a></p>
-<h1>CosmoFlow run {escape(run.name)}</h1>
-<p>{status_badge(s.get("status"))}{verdict_badge(verdict)}</p>
+<h1>{escape(title)}</h1>
+<p>{status_badge(s.status)}{verdict_badge(verdict)}</p>
 <div class="cards">{"".join(f"<div class='card'><b>{escape(v)}</b><span>{escape(k)}</span></div>" for k, v in cards)}</div>
 <h2>Training curves</h2>
 <div class="figs">{figs}</div>
 <div class="cols">
 <section><h2>Run facts</h2>{_table(facts, ("fact", "value"))}</section>
-<section><h2>Configuration</h2>{_table(_flatten(s.get("config", {})), ("hyperparameter", "value"))}</section>
+<section><h2>Configuration</h2>{_table(_flatten(s.spec), ("setting", "value"))}</section>
 </div>
 <h2>MLPerf HPC compliance</h2>
-<p>{verdict_badge(verdict)}<code>{escape(verdict.command)}</code></p>
+<p>{verdict_badge(verdict)}{command}</p>
 <pre>{escape(checker_lines)}</pre>
 <p class="muted">Run directory: {escape(str(run.directory))}</p>"""
-    return _document(f"CosmoFlow run {run.name}", body)
+    return _document(title, body)
 
 
 def index_page(rows: list[tuple[Run, Verdict]], points: list[ScalingPoint], scaling_png: bytes | None,
                errors: list[str]) -> str:
     """The overview of every run, with the scaling figure when world sizes differ."""
-    head = ("run", "status", "best MAE", "target", "epochs", "time to train", "throughput (samples/s)",
+    head = ("run", "workload", "status", "best", "target", "epochs", "time to train", "throughput (samples/s)",
             "world size", "compliance")
     cells = []
     for run, verdict in rows:
         s = run.summary
         name = escape(run.name)
         cells.append(
-            f'<tr><td><a href="{name}.html">{name}</a></td><td>{status_badge(s.get("status"))}</td>'
-            f'<td class="num">{escape(fmt_number(s.get("best_val_mae")))}</td>'
-            f'<td class="num">{escape(fmt_number(s.get("target_mae")))}</td>'
-            f'<td class="num">{escape(fmt_number(s.get("epochs_run")))}</td>'
-            f'<td class="num">{escape(fmt_seconds(s.get("time_to_train_s")))}</td>'
+            f'<tr><td><a href="{name}.html">{name}</a></td><td>{escape(s.workload)}</td>'
+            f'<td>{status_badge(s.status)}</td>'
+            f'<td class="num">{escape(f"{run.target_key} {fmt_number(s.best)}")}</td>'
+            f'<td class="num">{escape(run.target_text)}</td>'
+            f'<td class="num">{escape(fmt_number(s.epochs_run))}</td>'
+            f'<td class="num">{escape(fmt_seconds(s.time_to_train_s))}</td>'
             f'<td class="num">{escape(fmt_number(run.throughput))}</td>'
             f'<td class="num">{run.world_size}</td><td>{verdict_badge(verdict)}</td></tr>'
         )
     table = ("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
              + "".join(cells) + "</tbody></table>") if cells else "<p>No run could be read.</p>"
-    body = f"<h1>CosmoFlow training runs</h1>\n<p class='muted'>{len(rows)} run(s); throughput is the " \
+    body = f"<h1>Training runs</h1>\n<p class='muted'>{len(rows)} run(s); throughput is the " \
            f"median epoch throughput, first epoch excluded.</p>\n{table}"
     if scaling_png is not None:
         srows = "".join(
@@ -187,4 +181,4 @@ def index_page(rows: list[tuple[Run, Verdict]], points: list[ScalingPoint], scal
         )
     if errors:
         body += "\n<h2>Runs that could not be reported</h2>\n<pre>" + escape("\n".join(errors)) + "</pre>"
-    return _document("CosmoFlow training runs", body)
+    return _document("Training runs", body)
