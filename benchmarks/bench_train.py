@@ -15,25 +15,29 @@ import time
 
 import torch
 
-from hpcdl.train.run import build_model, train_step
+from hpcdl import workloads
+from hpcdl.train.step import place_model, train_step
+from hpcdl.workloads.base import Workload
 
 PEER = ("NVIDIA MLPerf HPC v3.0 CosmoFlow, per H100", 224.0)  # samples/s per accelerator
 
 
-def measure(model: torch.nn.Module, device: torch.device, crop: int, batch: int, steps: int) -> float:
-    """Samples/s of ``hpcdl train``'s own training step (forward, backward, SGD) on synthetic
-    counts already on the device, so the figure is the model's rate, not the loader's."""
+def measure(workload: Workload, model: torch.nn.Module, device: torch.device, crop: int, batch: int,
+            steps: int) -> float:
+    """Samples/s of ``hpcdl train``'s own training step (forward, the workload's loss, backward,
+    SGD) on synthetic counts already on the device, so the figure is the model's rate, not the loader's."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randint(0, 100, (batch, crop, crop, crop, 4), dtype=torch.int16, device=device)
-    y = torch.rand(batch, 4, device=device) * 2 - 1
+    gen = torch.Generator(device).manual_seed(0)
+    x = torch.randint(0, 100, (batch, crop, crop, crop, 4), dtype=torch.int16, device=device, generator=gen)
+    y = torch.rand(batch, 4, device=device, generator=gen) * 2 - 1
     gpu = device.type == "cuda"
     for _ in range(3):  # warm-up: allocator, cuDNN autotuning, compilation
-        train_step(model, opt, x, y, device)
+        train_step(model, opt, workload.loss, x, y, device)
     if gpu:
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(model, opt, x, y, device)
+        train_step(model, opt, workload.loss, x, y, device)
     if gpu:
         torch.cuda.synchronize()
     return steps * batch / (time.perf_counter() - start)
@@ -57,13 +61,16 @@ def main() -> None:
         variants.append(("torch.compile", "default"))
         if gpu:
             variants.append(("compile + CUDA graphs", "reduce-overhead"))
+    workload = workloads.get("cosmoflow")
+    # dropout off, as the reference's weight-decay variant: the step's cost without the masks
+    params = workloads.entry("cosmoflow").params(dropout=0.0)
+    sample = (torch.zeros(args.crop, args.crop, args.crop, 4, dtype=torch.int16), torch.zeros(4))
     print(f"{'variant':<22} {'samples/s':>10} {'vs peer':>8}")
     for label, mode in variants:
-        torch.manual_seed(0)
-        model: torch.nn.Module = build_model(args.crop, 0.0, device)
+        model = place_model(workload.build_model(params, sample, torch.Generator().manual_seed(0)), device)
         if mode is not None:
             model = torch.compile(model, mode=mode)
-        rate = measure(model, device, args.crop, args.batch, args.steps)
+        rate = measure(workload, model, device, args.crop, args.batch, args.steps)
         print(f"{label:<22} {rate:>10.1f} {rate / PEER[1]:>7.3f}x")
     print(f"peer: {PEER[0]}: {PEER[1]:.0f} samples/s")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hpcdl.train.model import CosmoFlow, layer_table, parameter_count
+from hpcdl.workloads.cosmoflow.model import CosmoFlow, layer_table, parameter_count
 
 
 def keras_cosmoflow_params(crop: int) -> int:

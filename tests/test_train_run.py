@@ -10,29 +10,16 @@ import pytest
 import torch
 
 from conftest import BIN, run_tool
+from helpers.data import write_dataset, write_split
 
-CROP = 32
 # dropout off (needs weight decay) so several ranks and one rank compute the same update
 EXACT = ["--dropout", "0", "--weight-decay", "1e-4", "--warmup-epochs", "0", "--target-mae", "1e-6"]
-
-
-def write_split(folder: Path, n: int, rng: np.random.Generator, label_scale: float = 1.0) -> None:
-    folder.mkdir(parents=True)
-    names = [f"s{i:03d}" for i in range(n)]
-    for name in names:
-        np.save(folder / f"{name}_data.npy", rng.integers(0, 40, (CROP, CROP, CROP, 4), dtype=np.int16))
-        np.save(folder / f"{name}_label.npy", rng.uniform(-label_scale, label_scale, 4).astype(np.float32))
-    (folder / "files_data.lst").write_text("".join(f"{n}_data.npy\n" for n in names))
-    (folder / "files_label.lst").write_text("".join(f"{n}_label.npy\n" for n in names))
+TIMINGS = ("samples_per_s", "epoch_time_s", "elapsed_s")
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("npy")
-    rng = np.random.default_rng(7)
-    write_split(root / "train", 8, rng)
-    write_split(root / "validation", 5, rng)  # odd: uneven validation shards over 2 ranks
-    return root
+    return write_dataset(tmp_path_factory.mktemp("npy"))  # 5 validation samples: uneven shards over 2 ranks
 
 
 def train(prefix: list[str], data: Path, out: Path, *flags: str) -> dict:
@@ -42,8 +29,12 @@ def train(prefix: list[str], data: Path, out: Path, *flags: str) -> dict:
     return json.loads((out / "run.json").read_text())
 
 
+def checkpoint(run: Path) -> dict:
+    return torch.load(run / "checkpoint.pt", weights_only=False)
+
+
 def weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    return checkpoint(run)["model"]
 
 
 def metrics(run: Path) -> list[dict]:
@@ -62,10 +53,18 @@ def test_mlperf_log_passes_checker(tmp_path: Path) -> None:
     write_split(tmp_path / "data" / "train", 8, rng, label_scale=0.02)
     write_split(tmp_path / "data" / "validation", 4, rng, label_scale=0.02)
     summary = train([], tmp_path / "data", tmp_path / "run", "--epochs", "5", "--batch-size", "4")
-    assert summary["status"] == "success" and summary["best_val_mae"] <= 0.124
+    assert summary["status"] == "success" and summary["best"] <= 0.124
+    assert summary["final"] == summary["best"]  # a successful run stops at the epoch that got there
+    assert summary["target"] == {"metric": "mae", "mode": "min", "threshold": 0.124}
+    assert (summary["workload"], summary["mlperf_benchmark"]) == ("cosmoflow", "cosmoflow")
+    assert summary["metric_names"] == ["val_loss", "val_mae"]
     assert summary["parameters"] == 4_778_788 and summary["train_samples"] == 8
-    assert set(metrics(tmp_path / "run")[0]) == {
-        "epoch", "train_loss", "val_loss", "val_mae", "lr", "samples_per_s", "epoch_time_s", "elapsed_s"}
+    rows = metrics(tmp_path / "run")
+    assert len(rows) == summary["epochs_run"]
+    assert set(rows[0]) == {"epoch", "train_loss", "lr", "samples_per_s", "epoch_time_s", "elapsed_s", "metrics"}
+    assert set(rows[0]["metrics"]) == {"val_loss", "val_mae"}
+    assert rows[-1]["metrics"]["val_mae"] == summary["final"]
+    assert checkpoint(tmp_path / "run")["best"] == summary["best"]
     check = run_tool([str(BIN / "python"), "-m", "mlperf_logging.compliance_checker", "--usage", "hpc",
                       "--ruleset", "3.0.0", str(tmp_path / "run" / "mllog.txt")], cwd=tmp_path)
     assert "SUCCESS" in check.stdout + check.stderr, check.stdout + check.stderr
@@ -78,7 +77,10 @@ def test_two_ranks_equal_one_rank_with_double_batch(dataset: Path, tmp_path: Pat
     assert (two["world_size"], two["launcher"], two["global_batch_size"]) == (2, "torchrun", 8)
     assert_same_weights(tmp_path / "one", tmp_path / "two")
     # validation MAE over 5 samples split 3 + 2 equals the single-rank value
-    assert metrics(tmp_path / "two")[0]["val_mae"] == pytest.approx(metrics(tmp_path / "one")[0]["val_mae"], rel=1e-5)
+    for key in ("val_loss", "val_mae"):
+        assert metrics(tmp_path / "two")[0]["metrics"][key] == pytest.approx(
+            metrics(tmp_path / "one")[0]["metrics"][key], rel=1e-5)
+    assert two["best"] == pytest.approx(one["best"], rel=1e-5)
 
 
 @pytest.mark.mpi
@@ -100,8 +102,14 @@ def test_resume_equals_uninterrupted(dataset: Path, tmp_path: Path) -> None:
     assert_same_weights(tmp_path / "full", tmp_path / "part")
     full, part = metrics(tmp_path / "full"), metrics(tmp_path / "part")
     assert [m["epoch"] for m in part] == [1, 2]
-    for key in ("train_loss", "val_loss", "val_mae", "lr"):
+    for key in ("train_loss", "lr"):
         assert part[1][key] == pytest.approx(full[1][key], rel=1e-5)
+    for key in ("val_loss", "val_mae"):
+        assert part[1]["metrics"][key] == pytest.approx(full[1]["metrics"][key], rel=1e-5)
+    # the resumed run carries the first epoch's record and its best value over
+    assert {k: v for k, v in part[0].items() if k not in TIMINGS} == {
+        k: v for k, v in full[0].items() if k not in TIMINGS}
+    assert checkpoint(tmp_path / "part")["best"] == pytest.approx(checkpoint(tmp_path / "full")["best"], rel=1e-5)
 
 
 def test_staging_copies_data(dataset: Path, tmp_path: Path) -> None:

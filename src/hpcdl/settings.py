@@ -6,10 +6,10 @@ declaration this module derives
 * the command-line flags (:func:`add_flags`, ``--base-lr``; booleans get ``--x/--no-x``),
 * the JSON schema of the config section (:func:`schema`),
 * the per-value checks (:func:`field_errors`: type, finiteness, bounds, choices, pattern, length),
-* the documentation table (:func:`markdown_table`),
+* the documentation table (:func:`markdown_rows`),
 * reading a mapping (:func:`from_mapping`) with one message per unknown key or bad value.
 
-Cross-field rules stay with the class (its ``errors()`` method) and are run by the same callers,
+Cross-field rules stay with the class (its ``cross_errors()`` method) and are run by the same callers,
 so the CLI and the workflow check exactly the same things.
 """
 
@@ -147,6 +147,16 @@ def errors(obj: Any, namer: Namer = flag_name) -> list[str]:
     return found
 
 
+def _coerce(f: Field, value: Any) -> Any:
+    """Lists become tuples; a whole float (``2.0`` in YAML or JSON, which the schema's ``integer``
+    accepts) of an integer setting becomes an int, so the engine never sees ``batch_size=2.0``."""
+
+    def one(v: Any) -> Any:
+        return int(v) if f.kind is int and isinstance(v, float) and v.is_integer() else v
+
+    return tuple(one(v) for v in value) if isinstance(value, list) else one(value)
+
+
 def from_mapping(cls: type, values: Mapping[str, Any], namer: Namer = flag_name) -> tuple[Any, list[str]]:
     """An instance of ``cls`` from ``values`` over the defaults, and every error found.
 
@@ -156,7 +166,7 @@ def from_mapping(cls: type, values: Mapping[str, Any], namer: Namer = flag_name)
     unknown = [k for k in values if k not in known]
     if unknown:
         return None, [f"{namer(k)}: unknown setting (known: {', '.join(known)})" for k in unknown]
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    kwargs = {k: _coerce(known[k], v) for k, v in values.items()}
     obj = cls(**kwargs)
     found = errors(obj, namer)
     return (None if found else obj), found
@@ -204,7 +214,8 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
     spec file's values are only replaced by the flags actually given."""
     for f in fields(cls):
         default = list(f.default) if isinstance(f.default, tuple) else f.default
-        help_text = f"{f.rule.help} (default {default!r})"
+        checked = _constraint_text(f, " | ")
+        help_text = f"{f.rule.help} ({checked + '; ' if checked else ''}default {default!r})"
         if f.kind is bool:
             parser.add_argument(f.flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)
@@ -218,14 +229,15 @@ def given_flags(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
 
 
-def _constraint_text(f: Field) -> str:
+def _constraint_text(f: Field, bar: str = " \\| ") -> str:
+    """What ``f`` is checked against, in words (``bar`` separates choices: escaped in tables)."""
     r = f.rule
     parts = []
     for word, value in ((">=", r.minimum), (">", r.exclusive_minimum), ("<=", r.maximum), ("<", r.exclusive_maximum)):
         if value is not None:
             parts.append(f"{word} {value:g}")
     if r.choices:
-        parts.append(" \\| ".join(r.choices))
+        parts.append(bar.join(r.choices))
     if r.pattern:
         parts.append(f"matches `{r.pattern}`")
     if f.length:

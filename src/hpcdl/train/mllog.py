@@ -36,7 +36,10 @@ class MLLog:
         self.lines: list[str] = []
         if enabled and resume and path.is_file():
             self.lines = path.read_text().splitlines()
-        logger = logging.getLogger(f"hpcdl.mllog.{id(self)}")
+        # A logger of its own, not logging.getLogger's registry: registered loggers live as long
+        # as the process, so every finished training's lines stayed in memory, and a training
+        # whose MLLog reused a dead one's id also kept feeding the dead handler.
+        logger = logging.Logger("hpcdl.mllog")
         logger.propagate = False
         logger.setLevel(logging.INFO)
         logger.addHandler(_Collect(self.lines))

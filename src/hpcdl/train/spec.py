@@ -64,7 +64,7 @@ def build(workload: str, train: Mapping[str, Any], params: Mapping[str, Any], st
     cfg, problems = settings.from_mapping(TrainConfig, train, name)
     wp, wp_problems = settings.from_mapping(params_cls, params, name)
     problems += wp_problems
-    if cfg is not None and wp is not None:
+    if cfg is not None and wp is not None and hasattr(wp, "errors_with"):  # optional (CONTRIBUTING.md)
         problems += wp.errors_with(cfg, name)
     if problems:
         raise SpecError("", problems)

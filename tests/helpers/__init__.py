@@ -1,0 +1,1 @@
+"""Test helpers importable from the test modules (``from helpers.data import write_split``)."""
