@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, run_tool
-from hpcdl.launch import Launch, LaunchError, launch_prefix, validate_execution
+from hpcdl.launch import Launch, LaunchError, job_resources, launch_prefix, stage_prefix, validate_execution
 
 IMAGE = "ghcr.io#hpcdl/hpcdl:0.1.0"
 SRUN = ["srun", "--nodes=2", "--ntasks=16", "--ntasks-per-node=8", "--mpi=pmix"]
@@ -187,6 +187,99 @@ def test_bad_launch_is_rejected_with_its_reason(launch, message):
     assert "\n" not in str(err.value)
 
 
+# --- one workflow stage: its mounts and GPU flags (stage_prefix), its job resources ---------------
+
+
+PYXIS = {"launcher": "srun", "runtime": "pyxis", "image": IMAGE, "gpus_per_node": 8, "tasks_per_node": 8}
+
+
+def mounts_of(prefix: str) -> list[str]:
+    """The ``--container-mounts`` of a pyxis prefix, in order."""
+    (flag,) = [w for w in shlex.split(prefix) if w.startswith("--container-mounts=")]
+    return flag.split("=", 1)[1].split(",")
+
+
+def test_stage_prefix_mounts_the_working_directory_readonly_data_and_staging(tmp_path):
+    work = tmp_path / "work"
+    data = work / "results/data/cosmoflow/synth"
+    prefix = stage_prefix(PYXIS, 16, 2, str(work), str(work / "results"), (str(data),), "/local/stage", gpus=True)
+    # Results under the working directory ride on its mount; the data goes on top read-only.
+    assert mounts_of(prefix) == [f"{work}:{work}", f"{data}:{data}:ro", "/local/stage:/local/stage"]
+    assert shlex.split(prefix)[:6] == [*SRUN, "--gpus-per-task=1"]
+    assert f"--container-image={IMAGE}" in shlex.split(prefix)
+
+
+def test_stage_prefix_mounts_results_outside_the_working_directory(tmp_path):
+    work, scratch = tmp_path / "work", tmp_path / "scratch/results"
+    prefix = stage_prefix(PYXIS, 8, 1, str(work), str(scratch), (), "")
+    assert mounts_of(prefix) == [f"{work}:{work}", f"{scratch}:{scratch}"]  # no staging directory
+
+
+def test_stage_prefix_resolves_relative_paths_against_the_working_directory(tmp_path, monkeypatch):
+    # Relative results and data directories are the workflow's, under workdir, and the container
+    # starts there, whatever directory this process is in.
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "elsewhere/work"
+    prefix = stage_prefix(PYXIS, 8, 1, str(work), "results", ("results/data/cosmoflow/synth",), "")
+    data = work / "results/data/cosmoflow/synth"
+    assert mounts_of(prefix) == [f"{work}:{work}", f"{data}:{data}:ro"]
+    assert shlex.split(prefix)[-1] == f"--container-workdir={work}"
+    # execution.workdir still decides where the container starts.
+    pinned = stage_prefix({**PYXIS, "workdir": "/w"}, 8, 1, str(work), "results")
+    assert shlex.split(pinned)[-1] == "--container-workdir=/w"
+
+
+def test_stage_prefix_appends_the_configured_mounts(tmp_path):
+    execution = {**PYXIS, "mounts": ["/site/models:/models:ro"]}
+    prefix = stage_prefix(execution, 8, 1, str(tmp_path), str(tmp_path / "results"), (), "/stage")
+    assert mounts_of(prefix) == [f"{tmp_path}:{tmp_path}", "/stage:/stage", "/site/models:/models:ro"]
+
+
+def test_stage_prefix_gives_gpu_flags_to_gpu_stages_only(tmp_path, sif):
+    pyxis = stage_prefix(PYXIS, 16, 2, str(tmp_path), "results", gpus=False)
+    assert shlex.split(pyxis)[:5] == SRUN and "--gpus-per-task=1" not in shlex.split(pyxis)
+    apptainer = {"launcher": "mpirun", "runtime": "apptainer", "image": sif, "gpus_per_node": 4}
+    cpu = shlex.split(stage_prefix(apptainer, 4, 1, str(tmp_path), "results", ("/data",), "/stage"))
+    gpu = shlex.split(stage_prefix(apptainer, 4, 1, str(tmp_path), "results", ("/data",), "/stage", gpus=True))
+    binds = ["--bind", f"{tmp_path}:{tmp_path}", "--bind", "/data:/data:ro", "--bind", "/stage:/stage"]
+    head = ["mpirun", "-np", "4", "--oversubscribe", "apptainer", "exec"]
+    assert cpu == [*head, *binds, "--pwd", str(tmp_path), sif]
+    assert gpu == [*head, "--nv", *binds, "--pwd", str(tmp_path), sif]
+
+
+def test_stage_prefix_without_a_container_is_the_plain_launcher(tmp_path):
+    assert stage_prefix({"launcher": "mpirun"}, 2, 1, str(tmp_path), "results", ("/data",), "/stage") == (
+        "mpirun -np 2 --oversubscribe"
+    )
+    assert stage_prefix({"launcher": "mpirun", "gpus_per_node": 2}, 1, 1, str(tmp_path), "results", gpus=True) == ""
+
+
+def test_stage_prefix_rejects_a_layout_the_launcher_cannot_start(tmp_path):
+    with pytest.raises(LaunchError, match=r"2 nodes need a launcher \(mpirun or srun\), got 'none'"):
+        stage_prefix({"launcher": "none"}, 2, 2, str(tmp_path), "results")
+
+
+@pytest.mark.parametrize(
+    ("execution", "tasks", "nodes", "gpus", "expected"),
+    [
+        ({"launcher": "mpirun"}, 1, 1, False, {"tasks": 1, "nodes": 1}),
+        # A job that starts its own ranks says with which launcher (SLURM then adds no srun -n1).
+        ({"launcher": "mpirun"}, 2, 1, False, {"tasks": 2, "nodes": 1, "mpi": "mpirun"}),
+        ({"launcher": "srun"}, 16, 2, False, {"tasks": 16, "nodes": 2, "mpi": "srun"}),
+        ({"launcher": "none"}, 2, 1, False, {"tasks": 2, "nodes": 1}),
+        # One GPU per rank: the node's GPUs, one task per GPU; none for CPU stages or CPU systems.
+        ({"launcher": "srun", "gpus_per_node": 8}, 16, 2, True,
+         {"tasks": 16, "nodes": 2, "mpi": "srun", "gres": "gpu:8", "tasks_per_gpu": 1}),
+        ({"launcher": "srun", "gpus_per_node": 8}, 16, 2, False, {"tasks": 16, "nodes": 2, "mpi": "srun"}),
+        ({"launcher": "mpirun", "gpus_per_node": 0}, 2, 1, True, {"tasks": 2, "nodes": 1, "mpi": "mpirun"}),
+        ({"launcher": "none", "gpus_per_node": 1}, 1, 1, True,
+         {"tasks": 1, "nodes": 1, "gres": "gpu:1", "tasks_per_gpu": 1}),
+    ],
+)
+def test_job_resources(execution, tasks, nodes, gpus, expected):
+    assert job_resources(execution, tasks, nodes, gpus) == expected
+
+
 # --- whole-config validation, as the workflow runs it at start ---------------------------------
 
 
@@ -321,7 +414,7 @@ def test_workflow_puts_pyxis_flags_on_srun_never_on_the_job(tmp_path):
     shells = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines()
               if line.startswith("Shell command: srun")]
     train = shlex.split(next(s for s in shells if " hpcdl train " in s).split(" > ")[0])
-    data = str(REPO / "results/data/synth")
+    data = str(REPO / "results/data/cosmoflow/synth")
     assert train[: train.index("hpcdl")] == [
         "srun", "--nodes=1", "--ntasks=4", "--ntasks-per-node=4", "--mpi=pmix", "--gpus-per-task=1",
         f"--container-image={IMAGE}",

@@ -74,7 +74,7 @@ def snakemake_lsf(tmp_path: Path, work: Path, profile: Path, *targets: str, time
 
 TINY = {
     "synth": {"crop_size": 32, "train": 4, "validation": 2, "seed": 11, "workers": 2},
-    "convert": {"format": "npy", "tasks": 2},
+    "convert": {"tasks": 2},
     "execution": {"gpus_per_node": 2},  # two training ranks, one GPU each
     "train": {"run_name": "lsf", "tasks": 2, "batch_size": 2, "epochs": 1, "warmup_epochs": 0},
 }
@@ -92,7 +92,7 @@ def test_whole_pipeline_through_the_profile(tmp_path):
     assert (run["epochs_run"], run["world_size"], run["launcher"]) == (1, 2, "mpirun")
     assert (work / "results/report/index.html").is_file() and (work / "results/report/lsf.html").is_file()
     for split, count in (("train", 4), ("validation", 2)):
-        assert len((work / f"results/data/synth/npy/{split}/files_data.lst").read_text().split()) == count
+        assert len((work / f"results/data/cosmoflow/synth/npy/{split}/files_data.lst").read_text().split()) == count
 
     # One bsub per job, each with exactly the options its rule's resources ask for.
     jobs = bsub_calls(tmp_path)
@@ -102,6 +102,7 @@ def test_whole_pipeline_through_the_profile(tmp_path):
         "lists",
         "lists",
         "report",
+        "spec",
         "synth",
         "train",
     ]
@@ -138,6 +139,7 @@ def test_whole_pipeline_through_the_profile(tmp_path):
             "30",
         ],
         "lists": [*head("lists"), "-M", "4000MB", "-R", "rusage[mem=4000MB]", "-W", "30"],
+        "spec": [*head("spec"), "-M", "4000MB", "-R", "rusage[mem=4000MB]", "-W", "30"],
         "train": [
             *head("train"),
             "-M",

@@ -1,8 +1,8 @@
 """The whole local pipeline through Snakemake, then ``snakemake --report``.
 
-synth (crop 32, 16 train / 8 validation) -> convert (2 MPI ranks) -> lists -> train (2 ranks under
-mpirun, 2 epochs) -> report, from one ``snakemake`` call on a tiny config; the Snakemake report of
-that run must carry the captions, rendered from the config, and the figures the pipeline drew.
+synth (crop 32, 16 train / 8 validation) -> convert (2 MPI ranks) -> lists -> spec -> train (2 ranks
+under mpirun, 2 epochs) -> report, from one ``snakemake`` call on a tiny config; the Snakemake report
+of that run must carry the captions, rendered from the config, and the figures the pipeline drew.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ EPOCHS = 2
 TARGET = 1e-6
 FIGURE_TITLES = {
     "loss": "Loss",
-    "mae": "Validation MAE",
+    "val_mae": "Validation MAE",
     "lr": "Learning-rate schedule",
     "throughput": "Training throughput",
 }
@@ -52,10 +52,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]
         "results": str(results),
         "dataset": {"source": "synth"},
         "synth": {"crop_size": 32, "train": 16, "validation": 8, "seed": 11, "workers": 1},
-        "convert": {"format": "npy", "tasks": 2},
+        "convert": {"tasks": 2},
         "execution": {"launcher": "mpirun"},
-        "train": {"run_name": RUN, "tasks": 2, "seed": 0, "batch_size": 4, "epochs": EPOCHS,
-                  "target_mae": TARGET, "warmup_epochs": 1},
+        "workload": "cosmoflow",
+        "train": {"run_name": RUN, "tasks": 2, "seed": 0, "batch_size": 4, "epochs": EPOCHS, "warmup_epochs": 1},
+        "cosmoflow": {"target_mae": TARGET},
     }))
     return config, results, snakemake(config)
 
@@ -69,22 +70,30 @@ def script_var(page: str, name: str) -> Any:
 
 def test_every_stage_ran_and_wrote_its_outputs(pipeline: tuple[Path, Path, str]) -> None:
     _, results, output = pipeline
-    for rule in ("synth", "convert", "lists", "train", "report"):
+    for rule in ("synth", "convert", "lists", "spec", "train", "report"):
         assert f"rule {rule}:" in output
     for split, count in (("train", 16), ("validation", 8)):
-        lists = results / "data/synth/npy" / split
+        lists = results / "data/cosmoflow/synth/npy" / split
         assert len((lists / "files_data.lst").read_text().split()) == count
         assert len((lists / "files_label.lst").read_text().split()) == count
 
     run_dir = results / "runs" / RUN
     summary = json.loads((run_dir / "run.json").read_text())
     assert summary["run_name"] == RUN and summary["status"] == "aborted"
+    assert summary["workload"] == "cosmoflow"
+    assert summary["target"] == {"metric": "mae", "mode": "min", "threshold": TARGET}
+    # The run recorded the settings the workflow's spec job wrote and it read.
+    spec = json.loads((run_dir / "spec.json").read_text())
+    assert summary["spec"] == spec and spec["params"]["target_mae"] == TARGET
+    assert (spec["train"]["run_name"], spec["train"]["epochs"], spec["train"]["batch_size"]) == (RUN, EPOCHS, 4)
     assert (summary["world_size"], summary["launcher"], summary["global_batch_size"]) == (2, "mpirun", 8)
     assert (summary["train_samples"], summary["eval_samples"], summary["epochs_run"]) == (16, 8, EPOCHS)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == list(range(1, EPOCHS + 1))
-    assert all(m["val_mae"] > 0 and m["samples_per_s"] > 0 for m in metrics)
-    assert summary["best_val_mae"] == min(m["val_mae"] for m in metrics)
+    assert all(m["metrics"]["val_mae"] > 0 and m["metrics"]["val_loss"] > 0 and m["samples_per_s"] > 0
+               for m in metrics)
+    assert summary["best"] == min(m["metrics"]["val_mae"] for m in metrics)
+    assert summary["final"] == metrics[-1]["metrics"]["val_mae"]
     keys = [json.loads(line.removeprefix(":::MLLOG "))["key"]
             for line in (run_dir / "mllog.txt").read_text().splitlines()]
     assert keys.count("run_start") == keys.count("run_stop") == 1  # rank 0 logs alone
@@ -97,7 +106,7 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: tuple[Path, Path, str])
     for fig in FIGURE_TITLES:
         assert (report / RUN / f"{fig}.png").read_bytes().startswith(PNG_MAGIC)
     for log in ("synth.log", "convert/synth_npy_train.log", "lists/synth_validation.log",
-                f"train/{RUN}.log", "report.log"):
+                f"spec/{RUN}.log", f"train/{RUN}.log", "report.log"):
         assert (results / "logs" / log).is_file(), log
 
 
@@ -129,7 +138,7 @@ def test_snakemake_report_has_captions_and_figures(pipeline: tuple[Path, Path, s
         assert entry["caption"].startswith(f"<p><strong>{FIGURE_TITLES[fig]}</strong> of run"), entry["caption"]
         assert entry["labels"] == {"run": RUN, "figure": fig}
         assert files[f"{fig}.png"] == (results / "report" / RUN / f"{fig}.png").read_bytes()
-    assert f"({TARGET:g})" in figures[str(results / "report" / RUN / "mae.png")]["caption"]
+    assert f"({TARGET:g})" in figures[str(results / "report" / RUN / "val_mae.png")]["caption"]
     assert files["index.html"] == (results / "report" / "index.html").read_bytes()
     assert files[f"{RUN}.html"] == (results / "report" / f"{RUN}.html").read_bytes()
 

@@ -35,20 +35,33 @@ def snakemake(targets: list[str], config: Path, *args: str, timeout: float = 600
     return run_tool([SNAKEMAKE, *targets, "--cores", "2", *args, "--configfile", str(config)], cwd=REPO, timeout=timeout)
 
 
-def dry_run_jobs(targets: list[str], config: Path, *args: str) -> dict[str, dict[str, str]]:
-    """Training jobs of a ``snakemake -n -p`` run: run name -> its resources and shell line."""
+def dry_run_jobs(targets: list[str], config: Path, *args: str) -> dict[str, dict]:
+    """Training jobs of a ``snakemake -n -p`` run: run name -> the resources and shell line of its
+    ``scaling_train`` job, and ``spec``, the settings its ``spec`` job hands it (``--json``)."""
     result = snakemake(targets, config, "-n", "-p", *args)
     assert result.returncode == 0, result.stdout + result.stderr
-    jobs = {}
+    jobs, specs = {}, {}
     for block in result.stdout.split("\nrule ")[1:]:
-        if not block.startswith("scaling_train:"):
+        rule = block.split(":", 1)[0]
+        if rule not in ("spec", "scaling_train"):
             continue
         run = re.search(r"wildcards: run=(\S+)", block)[1]
+        shell = re.search(r"Shell command: (.*)", block)[1]
+        if rule == "spec":
+            words = shlex.split(shell)
+            assert words[:2] == ["hpcdl", "spec"], shell
+            specs[run] = {"path": words[2], "settings": json.loads(words[words.index("--json") + 1])}
+            continue
         resources = re.search(r"resources: (.*)", block)[1]
         jobs[run] = {
             "resources": dict(item.split("=", 1) for item in resources.split(", ")),
-            "shell": re.search(r"Shell command: (.*)", block)[1],
+            "shell": shell,
         }
+    assert sorted(specs) == sorted(jobs), "every scaling run gets a spec job of its own, and no other run"
+    for run, job in jobs.items():
+        # The training reads the file its spec job writes.
+        assert flag(job["shell"], "--spec") == specs[run]["path"] == f"{config.parent}/results/runs/{run}/spec.json"
+        job["spec"] = specs[run]["settings"]
     return jobs
 
 
@@ -80,11 +93,11 @@ def test_dgxa100_strong_and_weak_under_srun_pyxis(tmp_path):
         "weak_DGXA100_4x8x1_i2",
     ]
     expected = {  # run: nodes, tasks, base_lr, warmup, walltime
-        "strong_DGXA100_1x8x1": (1, 8, "0.008", "4", "720"),
-        "strong_DGXA100_16x8x1": (16, 128, "0.032", "6", "240"),
-        "weak_DGXA100_4x8x1_i0": (4, 32, "0.016", "4", "480"),
-        "weak_DGXA100_4x8x1_i1": (4, 32, "0.016", "4", "480"),
-        "weak_DGXA100_4x8x1_i2": (4, 32, "0.016", "4", "480"),
+        "strong_DGXA100_1x8x1": (1, 8, 0.008, 4, "720"),
+        "strong_DGXA100_16x8x1": (16, 128, 0.032, 6, "240"),
+        "weak_DGXA100_4x8x1_i0": (4, 32, 0.016, 4, "480"),
+        "weak_DGXA100_4x8x1_i1": (4, 32, 0.016, 4, "480"),
+        "weak_DGXA100_4x8x1_i2": (4, 32, 0.016, 4, "480"),
     }
     results = tmp_path / "results"
     for run, (nodes, tasks, base_lr, warmup, walltime) in expected.items():
@@ -100,27 +113,36 @@ def test_dgxa100_strong_and_weak_under_srun_pyxis(tmp_path):
         ]
         assert "--container-image=ghcr.io#hpcdl/hpcdl:0.1.0" in launch
         mounts = next(w for w in launch if w.startswith("--container-mounts=")).split("=", 1)[1].split(",")
-        assert f"{results}/data/synth:{results}/data/synth:ro" in mounts
+        assert f"{results}/data/cosmoflow/synth:{results}/data/cosmoflow/synth:ro" in mounts
         assert "/raid/scratch/hpcdl:/raid/scratch/hpcdl" in mounts
+        assert flag(shell, "--data-dir") == f"{results}/data/cosmoflow/synth/npy"
         assert flag(shell, "--output-dir") == f"{results}/runs/{run}"
-        assert flag(shell, "--run-name") == run
-        assert flag(shell, "--batch-size") == "1"
-        assert flag(shell, "--base-lr") == base_lr and flag(shell, "--initial-lr") == "0.001"
-        assert flag(shell, "--warmup-epochs") == warmup
-        assert flag(shell, "--lr-scheduler-epochs") == "32 64"
-        assert flag(shell, "--staging-dir") == "/raid/scratch/hpcdl"
-        assert flag(shell, "--epochs") == "40"  # not set by the system: the config's
+        # Every setting travels in the spec; no setting is a flag of the training's shell line.
+        assert [w for w in shlex.split(shell.split(" hpcdl train ", 1)[1]) if w.startswith("--")] == [
+            "--spec", "--data-dir", "--output-dir"
+        ]
+        spec = jobs[run]["spec"]
+        train = spec["train"]
+        assert spec["workload"] == "cosmoflow" and spec["params"] == {"dropout": 0.0, "target_mae": 0.124}
+        assert train["run_name"] == run
+        assert train["batch_size"] == 1
+        assert train["base_lr"] == base_lr and train["initial_lr"] == 0.001
+        assert train["warmup_epochs"] == warmup
+        assert train["lr_scheduler_epochs"] == [32, 64]
+        assert train["staging_dir"] == "/raid/scratch/hpcdl"
+        assert train["epochs"] == 40  # not set by the system: the config's
+        assert "tasks" not in train and "nodes" not in train  # placement is the job's, not the run's
         assert resources["nodes"] == str(nodes) and resources["tasks"] == str(tasks)
         assert resources["runtime"] == walltime
         assert resources["gres"] == "gpu:8" and resources["mpi"] == "srun"
     # Strong runs keep the config's seed; weak instance k adds k.
-    seeds = {run: flag(job["shell"], "--seed") for run, job in jobs.items()}
+    seeds = {run: job["spec"]["train"]["seed"] for run, job in jobs.items()}
     assert seeds == {
-        "strong_DGXA100_1x8x1": "10",
-        "strong_DGXA100_16x8x1": "10",
-        "weak_DGXA100_4x8x1_i0": "10",
-        "weak_DGXA100_4x8x1_i1": "11",
-        "weak_DGXA100_4x8x1_i2": "12",
+        "strong_DGXA100_1x8x1": 10,
+        "strong_DGXA100_16x8x1": 10,
+        "weak_DGXA100_4x8x1_i0": 10,
+        "weak_DGXA100_4x8x1_i1": 11,
+        "weak_DGXA100_4x8x1_i2": 12,
     }
     assert not results.exists()
 
@@ -132,15 +154,15 @@ def test_local_systems_under_mpirun_run_every_rank_here(tmp_path):
     for run in ("strong_LOCAL_2x1x4", "weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1"):
         job = jobs[run]
         assert job["shell"].startswith("mpirun -np 2 --oversubscribe hpcdl train ")
-        assert flag(job["shell"], "--batch-size") == "4" and flag(job["shell"], "--warmup-epochs") == "0"
-        assert "--staging-dir" not in job["shell"]  # the system reads the data in place
+        assert job["spec"]["train"]["batch_size"] == 4 and job["spec"]["train"]["warmup_epochs"] == 0
+        assert job["spec"]["train"]["staging_dir"] == ""  # the system reads the data in place
         assert job["resources"]["runtime"] == "30" and job["resources"]["gres"] == ""
         assert job["resources"]["tasks"] == "2" and job["resources"]["mpi"] == "mpirun"
     # One rank: no launcher at all, and the same global batch of 8 as the two-rank run.
     single = jobs["strong_LOCAL_1x1x8"]
-    assert single["shell"].split(" hpcdl train ")[0] == "" and flag(single["shell"], "--batch-size") == "8"
+    assert single["shell"].split(" hpcdl train ")[0] == "" and single["spec"]["train"]["batch_size"] == 8
     assert single["resources"]["tasks"] == "1" and single["resources"]["mpi"] == ""
-    assert [flag(jobs[f"weak_LOCAL_2x1x4_i{k}"]["shell"], "--seed") for k in (0, 1)] == ["0", "1"]
+    assert [jobs[f"weak_LOCAL_2x1x4_i{k}"]["spec"]["train"]["seed"] for k in (0, 1)] == [0, 1]
 
 
 def test_lsf_mpirun_spreads_the_ranks_over_the_system_nodes(tmp_path):
@@ -205,13 +227,28 @@ def test_layout_the_launcher_cannot_start_names_the_system(tmp_path):
     assert "2 nodes need a launcher (mpirun or srun), got 'none'" in result.stdout + result.stderr
 
 
+def test_system_settings_that_cannot_make_a_run_name_the_run_and_system(tmp_path):
+    # Each run's settings (config + system) pass the same checks as the config's own run, at parse time.
+    directory = bad_system(tmp_path, "DGXA100_4x8x1", train={"initial_lr": 0.001, "base_lr": 0.0001})
+    scaling = {"systems_dir": str(directory), "strong": [], "weak": {"system": "DGXA100_4x8x1", "instances": 1}}
+    result = snakemake(["weak_scaling"], write_config(tmp_path, scaling=scaling), "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"scaling run weak_DGXA100_4x8x1_i0 (config + {directory}/DGXA100_4x8x1.yaml)" in output
+    assert "train.base_lr must be >= train.initial_lr (0.001), got 0.0001" in output
+    assert "Building DAG of jobs" not in output
+    assert not (tmp_path / "results").exists()
+
+
 def test_command_line_config_sets_the_weak_instances(tmp_path):
     # `--config` hands nested values over as text; the instance count is still a number.
     overrides = ["--config", f"results={tmp_path / 'results'}", "scaling={weak: {system: LOCAL_2x1x4, instances: 3}}"]
     result = run_tool([SNAKEMAKE, "weak_scaling", "-n", "--cores", "2", *overrides], cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    runs = re.findall(r"wildcards: run=(\S+)", result.stdout)
-    assert sorted(runs) == ["weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1", "weak_LOCAL_2x1x4_i2"]
+    expected = ["weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1", "weak_LOCAL_2x1x4_i2"]
+    for rule in ("scaling_train", "spec"):
+        runs = re.findall(rf"^rule {rule}:\n(?:    .*\n)*?    wildcards: run=(\S+)", result.stdout, re.M)
+        assert sorted(runs) == expected, rule
 
 
 @pytest.mark.parametrize(
@@ -257,10 +294,11 @@ def test_tiny_weak_scaling_run_trains_independent_instances(tmp_path):
     assert sorted(p.name for p in runs.iterdir()) == ["weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1"]
     for k, summary in enumerate(summaries):
         assert summary["run_name"] == f"weak_LOCAL_2x1x4_i{k}"
-        assert summary["config"]["seed"] == 5 + k
+        assert summary["spec"]["train"]["seed"] == 5 + k
+        assert summary["spec"] == json.loads((runs / f"weak_LOCAL_2x1x4_i{k}/spec.json").read_text())
         assert summary["world_size"] == 2 and summary["global_batch_size"] == 8
         assert summary["epochs_run"] == 1 and summary["train_samples"] == 16
     # Independent instances: different seeds give different weights, hence different results.
-    assert summaries[0]["final_val_mae"] != summaries[1]["final_val_mae"]
+    assert summaries[0]["final"] != summaries[1]["final"]
     index = (tmp_path / "results/report/weak_scaling/index.html").read_text()
     assert "weak_LOCAL_2x1x4_i0" in index and "weak_LOCAL_2x1x4_i1" in index

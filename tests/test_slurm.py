@@ -108,7 +108,7 @@ def _pipeline_config(tmp_path: Path) -> Path:
     config = {
         "results": str(tmp_path / "results"),
         "synth": {"crop_size": 32, "train": 16, "validation": 8, "seed": 3, "workers": 1},
-        "convert": {"format": "npy", "tasks": 2},
+        "convert": {"tasks": 2},
         "execution": {
             "scheduler": "slurm",
             "launcher": "srun",
@@ -117,9 +117,10 @@ def _pipeline_config(tmp_path: Path) -> Path:
             "tasks_per_node": 0,
             "srun_mpi": "pmix",
         },
-        # An unreachable target: the run does all its epochs.
         "train": {"run_name": "slurm", "tasks": 2, "nodes": 2, "seed": 0, "batch_size": 4, "epochs": 2,
-                  "target_mae": 0.001, "warmup_epochs": 0},
+                  "warmup_epochs": 0},
+        # An unreachable target: the run does all its epochs.
+        "cosmoflow": {"target_mae": 0.001},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -154,16 +155,18 @@ def test_pipeline_runs_through_slurm(slurm, tmp_path):
     assert run["status"] == "aborted" and run["epochs_run"] == 2
     assert (run["world_size"], run["nodes"], run["local_world_size"], run["launcher"]) == (2, 2, 1, "srun")
     assert len((results / "runs/slurm/metrics.jsonl").read_text().splitlines()) == 2
+    assert run["spec"] == json.loads((results / "runs/slurm/spec.json").read_text())
+    assert run["target"]["threshold"] == 0.001
     assert "slurm" in (results / "report/index.html").read_text()
     for split, files in (("train", 16), ("validation", 8)):
-        summary = json.loads((results / f"data/synth/npy/{split}/convert.json").read_text())
+        summary = json.loads((results / f"data/cosmoflow/synth/npy/{split}/convert.json").read_text())
         assert (summary["ok"], summary["failed"], summary["ranks"]) == (files, 0, 2)
         assert all(rank["files"] for rank in summary["per_rank"])
 
     # Every rule ran as its own SLURM job; training's job held both nodes and ran a step on each.
-    jobs = {rule: _job_ids(logdir, rule) for rule in ("synth", "convert", "lists", "train", "report")}
+    jobs = {rule: _job_ids(logdir, rule) for rule in ("synth", "convert", "lists", "spec", "train", "report")}
     assert {rule: len(ids) for rule, ids in jobs.items()} == {
-        "synth": 1, "convert": 2, "lists": 2, "train": 1, "report": 1
+        "synth": 1, "convert": 2, "lists": 2, "spec": 1, "train": 1, "report": 1
     }
     ctld = slurm.log()
     for ids in jobs.values():

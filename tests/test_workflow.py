@@ -44,9 +44,19 @@ def test_snakefmt_formatted():
 @pytest.mark.parametrize(
     ("override", "needle"),
     [
-        ({"convert": {"format": "tar", "tasks": 2}}, "tar"),
+        ({"convert": {"tasks": "two"}}, "'two' is not of type 'integer'"),
+        # convert.format is gone: training reads npy, or the gzip re-pack with train.stage_compressed.
+        ({"convert": {"format": "gzip", "tasks": 2}}, "'format' was unexpected"),
         ({"dataset": {"source": "ftp"}}, "ftp"),
+        ({"workload": "resnet"}, "'resnet' is not one of ['cosmoflow']"),
         ({"train": {"run_name": "bad name", "tasks": 2, "seed": 0, "batch_size": 8, "epochs": 1}}, "bad name"),
+        ({"train": {"device": "tpu"}}, "'tpu' is not one of ['auto', 'cpu', 'cuda']"),
+        ({"train": {"tasks": 0}}, "0 is less than the minimum of 1"),
+        # train: holds the engine's settings only: an unknown key, or a workload's parameter, is refused.
+        ({"train": {"learning_rate": 0.1}}, "'learning_rate' was unexpected"),
+        ({"train": {"dropout": 0.5}}, "'dropout' was unexpected"),
+        ({"cosmoflow": {"dropout": 1.0}}, "1.0 is greater than or equal to the maximum of 1"),
+        ({"cosmoflow": {"target_mae": 0.1, "epochs": 3}}, "'epochs' was unexpected"),
     ],
 )
 def test_invalid_config_is_rejected_before_any_job(tmp_path, override, needle):
@@ -54,7 +64,89 @@ def test_invalid_config_is_rejected_before_any_job(tmp_path, override, needle):
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert needle in output and "valid" in output.lower()
+    assert "Building DAG of jobs" not in output
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "lines"),
+    [
+        # Rules between settings, which no per-key schema can express, are checked at parse time too.
+        ({"train": {"base_lr": 0.0001}}, ["train.base_lr must be >= train.initial_lr (0.001), got 0.0001"]),
+        ({"train": {"lr_scheduler_epochs": [12, 8]}}, ["train.lr_scheduler_epochs must be increasing, got [12, 8]"]),
+        ({"train": {"stage_compressed": True, "staging_dir": ""}},
+         ["train.stage_compressed needs train.staging_dir"]),
+        # A workload parameter against an engine setting: both named by their config keys.
+        ({"cosmoflow": {"dropout": 0}, "train": {"weight_decay": 0}},
+         ["cosmoflow.dropout must be in (0, 1) when train.weight_decay is 0, got 0"]),
+        # Every problem at once, one line each.
+        ({"train": {"base_lr": 0.0001, "lr_scheduler_decays": [0.125, 0.25]}},
+         ["train.base_lr must be >= train.initial_lr (0.001), got 0.0001",
+          "train.lr_scheduler_decays must not rise (the later factor is applied later), got [0.125, 0.25]"]),
+    ],
+)
+def test_settings_that_cannot_make_a_run_stop_the_workflow_before_any_job(tmp_path, override, lines):
+    result = snakemake("-n", "--configfile", str(tiny_config(tmp_path, **override)))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "invalid training settings in the config:\n" + "\n".join(lines) + "\n" in output
+    assert "Building DAG of jobs" not in output
+    assert not (tmp_path / "results").exists()
+
+
+def shell_lines(output: str) -> list[str]:
+    return [line.removeprefix("Shell command: ") for line in output.splitlines() if line.startswith("Shell command: ")]
+
+
+def test_spec_rule_writes_the_checked_settings_the_training_reads(tmp_path):
+    config = str(tiny_config(tmp_path, train={"run_name": "demo", "epochs": 3, "momentum": 0.8},
+                             cosmoflow={"target_mae": 0.2}))
+    results = tmp_path / "results"
+    dry = snakemake("-n", "-p", "--configfile", config)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    (train,) = [line for line in shell_lines(dry.stdout) if " hpcdl train " in line]
+    assert train == (
+        f"mpirun -np 2 --oversubscribe hpcdl train --spec {results}/runs/demo/spec.json"
+        f" --data-dir {results}/data/cosmoflow/synth/npy --output-dir {results}/runs/demo"
+        f" > {results}/logs/train/demo.log 2>&1"
+    )
+
+    # The spec job alone (it needs no data): its file holds the config's settings, checked.
+    result = snakemake(f"{results}/runs/demo/spec.json", "--configfile", config)  # targets first
+    assert result.returncode == 0, result.stdout + result.stderr
+    spec = json.loads((results / "runs/demo/spec.json").read_text())
+    assert spec["workload"] == "cosmoflow"
+    assert spec["params"] == {"dropout": 0.0, "target_mae": 0.2}
+    assert (spec["train"]["run_name"], spec["train"]["epochs"], spec["train"]["momentum"]) == ("demo", 3, 0.8)
+    assert (spec["train"]["batch_size"], spec["train"]["weight_decay"]) == (4, 0.0001)  # config/config.yaml's
+    assert "tasks" not in spec["train"]  # the job's placement, not a setting of the run
+    assert "demo: settings written to" in (results / "logs/spec/demo.log").read_text()
+
+    # Unchanged settings: nothing to do. A changed setting reruns the spec, and so the training.
+    dry = snakemake(f"{results}/runs/demo/spec.json", "-n", "--configfile", config)
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
+    changed = str(tiny_config(tmp_path, train={"run_name": "demo", "epochs": 4}))
+    dry = snakemake(f"{results}/runs/demo/spec.json", "-n", "--configfile", changed)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "rule spec:" in dry.stdout and "Params have changed since last execution" in dry.stdout
+
+
+def test_stage_compressed_trains_from_the_gzip_repack(tmp_path):
+    staging = tmp_path / "staging"
+    config = tiny_config(
+        tmp_path,
+        train={"run_name": "demo", "stage_compressed": True, "staging_dir": str(staging)},
+        # The local scaling systems read in place, which stage_compressed cannot.
+        scaling={"strong": [], "weak": {"system": "LOCAL_2x1x4", "instances": 0}},
+    )
+    result = snakemake("-n", "-p", "--configfile", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    gzip = tmp_path / "results/data/cosmoflow/synth/gzip"
+    lines = shell_lines(result.stdout)
+    assert {line.split(" --to ")[1].split()[0] for line in lines if " hpcdl convert " in line} == {"gzip"}
+    assert not any(" hpcdl lists " in line for line in lines)
+    (train,) = [line for line in lines if " hpcdl train " in line]
+    assert f" --data-dir {gzip} " in train
 
 
 @pytest.mark.mpi
@@ -63,7 +155,7 @@ def test_data_dag_runs_and_single_stages_rerun(tmp_path):
     result = snakemake("data", "--configfile", config)
     assert result.returncode == 0, result.stdout + result.stderr
 
-    npy = tmp_path / "results/data/synth/npy"
+    npy = tmp_path / "results/data/cosmoflow/synth/npy"
     for split, count in (("train", 5), ("validation", 3)):
         names = (npy / split / "files_data.lst").read_text().split()
         labels = (npy / split / "files_label.lst").read_text().split()
@@ -76,12 +168,12 @@ def test_data_dag_runs_and_single_stages_rerun(tmp_path):
         assert summary["failed"] == 0
 
     # Rerun one stage: only convert and what follows it runs again, synth does not.
-    stamp = (tmp_path / "results/data/synth/manifest.json").stat().st_mtime_ns
+    stamp = (tmp_path / "results/data/cosmoflow/synth/manifest.json").stat().st_mtime_ns
     result = snakemake("data", "--configfile", config, "--forcerun", "convert")
     assert result.returncode == 0, result.stderr
     log = result.stdout + result.stderr
     assert "rule convert" in log and "rule lists" in log and "rule synth" not in log
-    assert (tmp_path / "results/data/synth/manifest.json").stat().st_mtime_ns == stamp
+    assert (tmp_path / "results/data/cosmoflow/synth/manifest.json").stat().st_mtime_ns == stamp
 
     # --until stops the DAG after the named rule.
     result = snakemake("--configfile", config, "--forcerun", "lists", "--until", "lists")

@@ -215,17 +215,24 @@ def stage_prefix(
     In a container the working directory ``workdir`` is mounted read-write at the same path, and
     so is ``results`` when it lies outside it (e.g. on scratch), so outputs land where the
     workflow expects them; ``readonly`` directories go on top read-only, and the node-local
-    ``staging_dir`` read-write. ``gpus``: one GPU per task (training); other stages use CPUs only.
+    ``staging_dir`` read-write. Relative ``results`` and ``readonly`` paths are relative to
+    ``workdir``, which is also the container's working directory unless ``execution.workdir`` is
+    set. ``gpus``: one GPU per task (training); other stages use CPUs only.
     """
     cwd = os.path.abspath(workdir)
+
+    def absolute(path: str) -> str:
+        return os.path.normpath(os.path.join(cwd, path))
+
     mounts = [f"{cwd}:{cwd}"]
-    results = os.path.abspath(results)
+    results = absolute(results)
     if os.path.commonpath([cwd, results]) != cwd:
         mounts.append(f"{results}:{results}")
-    mounts += [f"{os.path.abspath(d)}:{os.path.abspath(d)}:ro" for d in readonly]
+    mounts += [f"{absolute(d)}:{absolute(d)}:ro" for d in readonly]
     if staging_dir:
         mounts.append(f"{staging_dir}:{staging_dir}")
     spec = Launch.from_config(execution, tasks, nodes, tuple(mounts))
+    spec = replace(spec, workdir=spec.workdir or cwd)
     return launch_prefix(spec if gpus else replace(spec, gpus_per_node=0))
 
 

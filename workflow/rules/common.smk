@@ -1,4 +1,5 @@
 import json
+import re
 
 from snakemake.utils import min_version, validate
 
