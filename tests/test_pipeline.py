@@ -48,16 +48,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]
     root = tmp_path_factory.mktemp("pipeline")
     results = root / "results"
     config = root / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "results": str(results),
-        "dataset": {"source": "synth"},
-        "synth": {"crop_size": 32, "train": 16, "validation": 8, "seed": 11, "workers": 1},
-        "convert": {"tasks": 2},
-        "execution": {"launcher": "mpirun"},
-        "workload": "cosmoflow",
-        "train": {"run_name": RUN, "tasks": 2, "seed": 0, "batch_size": 4, "epochs": EPOCHS, "warmup_epochs": 1},
-        "cosmoflow": {"target_mae": TARGET},
-    }))
+    # The CI scenario .test/config-tiny, with its results under the test's directory.
+    scenario = yaml.safe_load((REPO / ".test/config-tiny/config.yaml").read_text())
+    assert scenario["train"]["run_name"] == RUN and scenario["train"]["epochs"] == EPOCHS
+    assert scenario["cosmoflow"]["target_mae"] == TARGET
+    config.write_text(yaml.safe_dump({**scenario, "results": str(results)}))
     return config, results, snakemake(config)
 
 
