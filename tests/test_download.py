@@ -340,7 +340,7 @@ def test_workflow_reaches_file_lists_from_downloaded_data(server: Server, source
                 "results": str(results),
                 "dataset": {"source": "download"},
                 "download": {"url": server.url(ARCHIVE), "sha256": sha256(archive), "size": archive.stat().st_size},
-                "convert": {"format": "npy", "tasks": 1},
+                "convert": {"tasks": 1},
                 "execution": {"launcher": "none"},
             }
         )
@@ -350,8 +350,8 @@ def test_workflow_reaches_file_lists_from_downloaded_data(server: Server, source
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
-    assert_dataset(results / "data/download", source, archive, alone=False)
-    npy = results / "data/download/npy"
+    assert_dataset(results / "data/cosmoflow/download", source, archive, alone=False)
+    npy = results / "data/cosmoflow/download/npy"
     for split in SPLITS:
         names = (npy / split / "files_data.lst").read_text().split()
         labels = (npy / split / "files_label.lst").read_text().split()
