@@ -46,10 +46,6 @@ class TrainContext:
             dist.all_reduce(tensor, group=self.group)
         return tensor
 
-    def sum(self, *values: float) -> list[float]:
-        """Python numbers summed over the ranks (float64)."""
-        return self.all_sum(torch.tensor(values, dtype=torch.float64, device=self.device)).tolist()
-
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier(group=self.group)

@@ -44,9 +44,10 @@ def add_dependent_arguments(parser: argparse.ArgumentParser, argv: list[str]) ->
     name = known.workload
     if known.spec is not None and known.spec.is_file():
         try:
-            name = specs.load(known.spec).workload
-        except specs.SpecError:
-            pass  # reported with every other problem by main()
+            name = specs.read(known.spec)["workload"]
+            workloads.entry(name)
+        except (specs.SpecError, workloads.UnknownWorkload):
+            name = known.workload  # reported with every other problem by main()
     group = parser.add_argument_group(f"{name} parameters")
     settings.add_flags(group, workloads.entry(name).params)
 
@@ -55,9 +56,12 @@ def resolve(args: argparse.Namespace) -> specs.RunSpec:
     """The run's spec: ``--spec`` (if given) with the flags given on top; SpecError otherwise."""
     engine = settings.given_flags(TrainConfig, args)
     if args.spec is not None:
-        base = specs.load(args.spec)
-        params = settings.given_flags(type(base.params), args)
-        return specs.load(args.spec, engine, params)
+        data = specs.read(args.spec)  # read once: its workload says which flags are parameters
+        try:
+            params_cls = workloads.entry(data["workload"]).params
+        except workloads.UnknownWorkload as exc:
+            raise specs.SpecError(str(args.spec), [str(exc.args[0])]) from None
+        return specs.from_data(data, args.spec, engine, settings.given_flags(params_cls, args))
     name = getattr(args, "workload", workloads.DEFAULT)
     params = settings.given_flags(workloads.entry(name).params, args)
     return specs.build(name, engine, params, style="flag")

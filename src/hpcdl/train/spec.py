@@ -21,8 +21,15 @@ from hpcdl import settings, workloads
 from hpcdl.atomic import write_text
 from hpcdl.train.config import TrainConfig
 
-# Keys of the `train:` config section that place the job (scheduler resources), not the run.
-PLACEMENT = ("tasks", "nodes")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Keys of the ``train:`` config section that place the job (scheduler resources), not the run."""
+
+    tasks: int = settings.setting(2, "data-parallel ranks (one per GPU on GPU systems, gloo CPU ranks otherwise)",
+                                  minimum=1)
+    nodes: int = settings.setting(1, "nodes the job spreads its ranks over on a cluster", minimum=1)
 
 
 class SpecError(ValueError):
@@ -51,7 +58,8 @@ def namer(workload: str, style: str) -> settings.Namer:
     if style == "flag":
         return settings.flag_name
     engine = {f.name for f in settings.fields(TrainConfig)}
-    return lambda name: f"train.{name}" if name in engine else f"{workload}.{name}"
+    train_key, workload_key = settings.key_namer("train"), settings.key_namer(workload)
+    return lambda name: train_key(name) if name in engine else workload_key(name)
 
 
 def build(workload: str, train: Mapping[str, Any], params: Mapping[str, Any], style: str = "config") -> RunSpec:
@@ -75,19 +83,31 @@ def from_config(config: Mapping[str, Any], train: Mapping[str, Any] | None = Non
     """The spec of the workflow config's run; ``train`` replaces the ``train:`` section (scaling runs)."""
     workload = config.get("workload", workloads.DEFAULT)
     section = dict(config["train"] if train is None else train)
-    for key in PLACEMENT:
-        section.pop(key, None)
+    for f in settings.fields(Placement):
+        section.pop(f.name, None)
     return build(workload, section, config.get(workload) or {}, style="config")
 
 
-def load(path: Path, overrides: Mapping[str, Any] | None = None, params_overrides: Mapping[str, Any] | None = None) -> RunSpec:
-    """Read ``path`` (written by :func:`write`), with single values replaced by flags."""
+def read(path: Path) -> dict[str, Any]:
+    """The raw object of a spec file: ``{workload, train, params}``; :class:`SpecError` otherwise."""
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SpecError(str(path), [f"unreadable: {exc}"]) from None
     if not isinstance(data, dict) or set(data) != {"workload", "train", "params"}:
         raise SpecError(str(path), ["expected an object with exactly workload, train and params"])
+    return data
+
+
+def load(path: Path, overrides: Mapping[str, Any] | None = None,
+         params_overrides: Mapping[str, Any] | None = None) -> RunSpec:
+    """Read ``path`` (written by :func:`write`), with single values replaced by flags."""
+    return from_data(read(path), path, overrides, params_overrides)
+
+
+def from_data(data: Mapping[str, Any], path: Path, overrides: Mapping[str, Any] | None = None,
+              params_overrides: Mapping[str, Any] | None = None) -> RunSpec:
+    """The checked spec of a file's object (:func:`read`); errors name ``path``."""
     try:
         return build(data["workload"], {**data["train"], **(overrides or {})},
                      {**data["params"], **(params_overrides or {})}, style="flag")
