@@ -8,15 +8,21 @@ of that run must carry the captions, rendered from the config, and the figures t
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
-from conftest import BIN, REPO, run_tool
+from conftest import BIN, REPO, run_tool, tool_env
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 
@@ -103,6 +109,63 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: tuple[Path, Path, str])
     for log in ("synth.log", "convert/synth_npy_train.log", "lists/synth_validation.log",
                 f"spec/{RUN}.log", f"train/{RUN}.log", "report.log"):
         assert (results / "logs" / log).is_file(), log
+
+
+def _without_timings(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in ("samples_per_s", "epoch_time_s", "elapsed_s")}
+            for row in rows]
+
+
+def _processes_of(results: Path) -> list[str]:
+    """Command lines still running on ``results`` (the killed tree's ranks among them)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if proc.name.isdigit() and str(results) in cmd:
+            found.append(cmd)
+    return found
+
+
+def test_killed_pipeline_resumes_training(pipeline: tuple[Path, Path, str], tmp_path: Path) -> None:
+    """kill -9 of the whole snakemake tree after epoch 1's checkpoint; `--unlock`, rerun: only
+    epoch 2 is trained, and the run's records equal the uninterrupted run's."""
+    config, reference, _ = pipeline
+    results = tmp_path / "results"
+    shutil.copytree(reference / "data", results / "data")  # keeps mtimes: the data stages are done
+    killed = tmp_path / "config.yaml"
+    killed.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "results": str(results)}))
+    ckpt = results / "runs" / RUN / "checkpoint.pt"
+    proc = subprocess.Popen([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(killed)], cwd=REPO,
+                            env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ckpt.exists() and proc.poll() is None, "the run ended or stalled before its first checkpoint"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 20
+    while _processes_of(results) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_of(results), _processes_of(results)
+    assert not (results / "runs" / RUN / "run.json").exists()
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+
+    snakemake(killed, "--unlock")
+    output = snakemake(killed, "--rerun-incomplete")
+    assert "rule synth:" not in output and "rule convert:" not in output and "rule train:" in output
+    log = (results / "logs" / "train" / f"{RUN}.log").read_text()
+    assert f"epoch 2/{EPOCHS}" in log and "epoch 1/" not in log, log  # epoch 1 came from the checkpoint
+    assert _without_timings(results / "runs" / RUN) == _without_timings(reference / "runs" / RUN)
+    done, ref = (json.loads((r / "runs" / RUN / "run.json").read_text()) for r in (results, reference))
+    assert (done["status"], done["epochs_run"], done["best"], done["final"]) == (
+        ref["status"], ref["epochs_run"], ref["best"], ref["final"])
 
 
 def test_second_call_has_nothing_to_do(pipeline: tuple[Path, Path, str]) -> None:

@@ -97,7 +97,7 @@ def test_resume_equals_uninterrupted(dataset: Path, tmp_path: Path) -> None:
     flags = ["--batch-size", "4", "--shuffle", "--target-mae", "1e-6", "--warmup-epochs", "1"]
     train([], dataset, tmp_path / "full", "--epochs", "2", *flags)
     train([], dataset, tmp_path / "part", "--epochs", "1", *flags)
-    resumed = train([], dataset, tmp_path / "part", "--epochs", "2", "--resume", *flags)
+    resumed = train([], dataset, tmp_path / "part", "--epochs", "2", *flags)  # resumes by default
     assert resumed["epochs_run"] == 2
     assert_same_weights(tmp_path / "full", tmp_path / "part")
     full, part = metrics(tmp_path / "full"), metrics(tmp_path / "part")

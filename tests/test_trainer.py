@@ -3,7 +3,8 @@
 * one after another in one process, trainings neither see nor disturb each other (nor torch's
   global RNG), and each equals the same run alone through ``hpcdl train``;
 * side by side on disjoint sub-groups of one torchrun job, each equals its run alone;
-* a run whose loss stops being finite ends ``diverged`` and ``hpcdl train`` exits 1.
+* a run whose loss stops being finite ends ``diverged`` and ``hpcdl train`` exits 1; a rerun of
+  it stops at once.
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ def test_diverged_run(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "data")
     label = data / "train" / "s003_label.npy"
     np.save(label, np.array([0.1, np.nan, 0.2, 0.3], dtype=np.float32))
-    run = spec(A, A_PARAMS, epochs=3, shuffle=False)
+    # --skip-check lets the bad label through to the engine's own guard
+    run = spec(A, A_PARAMS, epochs=3, shuffle=False, skip_check=True)
 
     result = Trainer(ONE_CPU, run, data, tmp_path / "in_process").fit()
     assert result.status == "diverged" and result.epochs_run == 1
@@ -170,3 +172,26 @@ def test_diverged_run(tmp_path: Path) -> None:
     [row] = records.read_epochs(tmp_path / "cli")
     assert (row.epoch, row.train_loss, row.metrics) == (1, None, {})
     assert '"status": "aborted"' in (tmp_path / "cli" / records.MLLOG).read_text()
+
+
+def test_diverged_checkpoint_stops_a_resubmitted_run(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data")
+    good = spec(A, A_PARAMS, epochs=1, shuffle=False, skip_check=True)
+    assert Trainer(ONE_CPU, good, data, tmp_path / "run").fit().epochs_run == 1
+    first = weights(tmp_path / "run")
+    # the same names and sizes, a label gone bad: epoch 2 of the resumed run diverges
+    np.save(data / "train" / "s003_label.npy", np.array([0.1, np.inf, 0.2, 0.3], dtype=np.float32))
+    longer = spec(A, A_PARAMS, epochs=3, shuffle=False, skip_check=True)
+    result = Trainer(ONE_CPU, longer, data, tmp_path / "run").fit()
+    assert (result.status, result.epochs_run) == ("diverged", 2)
+    state = torch.load(tmp_path / "run" / records.CHECKPOINT, weights_only=False)
+    assert state["diverged"] is True and state["epoch"] == 1  # the last finite weights are kept
+    for key, value in first.items():
+        assert torch.equal(state["model"][key], value)
+
+    proc = run_tool([str(BIN / "hpcdl"), "train", "--spec", str(spec_file(tmp_path / "spec.json", longer)),
+                     "--data-dir", str(data), "--output-dir", str(tmp_path / "run")], timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "diverged in epoch 2" in proc.stderr and "delete the checkpoint" in proc.stderr, proc.stderr
+    assert "epoch 3" not in proc.stdout  # no epoch was trained again
+    assert records.read_summary(tmp_path / "run").epochs_run == 2

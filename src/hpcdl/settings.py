@@ -39,6 +39,9 @@ class Rule:
     exclusive_maximum: float | None = None
     choices: tuple[str, ...] | None = None
     pattern: str | None = None
+    # True for settings that do not change what a run computes (limits, workers, paths, labels):
+    # they may differ when a run resumes; every other setting is held to the checkpoint.
+    resumable: bool = False
 
 
 def setting(default: Any, help: str, **constraints: Any) -> Any:
@@ -177,6 +180,12 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return {f.name: list(v) if isinstance(v := getattr(obj, f.name), tuple) else v for f in fields(type(obj))}
 
 
+def held(obj: Any) -> dict[str, Any]:
+    """The JSON-ready values of the settings a resumed run must keep (those not ``resumable``)."""
+    kept = {f.name for f in fields(type(obj)) if not f.rule.resumable}
+    return {k: v for k, v in as_dict(obj).items() if k in kept}
+
+
 def _json_type(kind: type) -> str:
     return {bool: "boolean", int: "integer", float: "number", str: "string"}[kind]
 
@@ -252,9 +261,10 @@ def markdown_rows(cls: type, section: str, flags: bool = True) -> list[str]:
     for f in fields(cls):
         default = list(f.default) if isinstance(f.default, tuple) else f.default
         flag = f"`{f.flag}`" if flags else "—"
+        resumable = " (may change when a run resumes)" if f.rule.resumable else ""
         rows.append(
             f"| `{section}.{f.name}` | {flag} | {f.kind.__name__} | `{json.dumps(default)}` | "
-            f"{_constraint_text(f)} | {f.rule.help} |"
+            f"{_constraint_text(f)} | {f.rule.help}{resumable} |"
         )
     return rows
 

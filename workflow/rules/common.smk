@@ -96,6 +96,7 @@ def checked_spec(train=None, where="the config"):
 
 
 SPEC = checked_spec()
+PLACEMENT = specs.placement(config["train"])
 SCALED = scaled_runs(
     config,
     os.path.join(workflow.basedir, "schemas/system.schema.yaml"),

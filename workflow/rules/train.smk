@@ -22,20 +22,17 @@ rule train:
         mllog=f"{RESULTS}/runs/{{run}}/mllog.txt",
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
+    # The checkpoint is no output, so it survives a failed attempt: every retry resumes from it.
+    retries: PLACEMENT.retries
     conda:
         "../envs/hpcdl.yaml"
     resources:
-        **resources_of(
-            config["train"]["tasks"], config["train"].get("nodes", 1), gpus=True
-        ),
+        **resources_of(PLACEMENT.tasks, PLACEMENT.nodes, gpus=True),
     params:
         data=lambda wc, input: os.path.dirname(os.path.dirname(input.data[0])),
         out=lambda wc, output: os.path.dirname(output.done),
         launch=launch(
-            config["train"]["tasks"],
-            config["train"].get("nodes", 1),
-            readonly=[data_dir()],
-            gpus=True,
+            PLACEMENT.tasks, PLACEMENT.nodes, readonly=[data_dir()], gpus=True
         ),
     shell:
         "{params.launch} hpcdl train --spec {input.spec:q} --data-dir {params.data:q}"

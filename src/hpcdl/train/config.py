@@ -20,10 +20,11 @@ class TrainConfig:
     """Everything that determines a training run besides the workload, the data and the launcher."""
 
     run_name: str = setting("run", "name recorded in run.json (and the run directory's in the workflow)",
-                            pattern=r"[A-Za-z0-9_.-]+")
+                            pattern=r"[A-Za-z0-9_.-]+", resumable=True)
     seed: int = setting(0, "seed of weights, shuffling, dropout and augmentation", minimum=0)
     batch_size: int = setting(4, "samples per rank per step", minimum=1)
-    epochs: int = setting(64, "maximum number of epochs (the run stops earlier at its target)", minimum=1)
+    epochs: int = setting(64, "maximum number of epochs (the run stops earlier at its target)", minimum=1,
+                          resumable=True)
     initial_lr: float = setting(0.001, "learning rate at the start of warmup", minimum=0)
     base_lr: float = setting(0.008, "learning rate after warmup (>= initial_lr)", minimum=0)
     warmup_epochs: float = setting(4.0, "linear warmup length in epochs", minimum=0)
@@ -37,17 +38,25 @@ class TrainConfig:
     shuffle: bool = setting(False, "reshuffle the training set every epoch (from the seed)")
     scale_lr: bool = setting(False, "scale base_lr by global batch / reference_batch")
     reference_batch: int = setting(64, "global batch base_lr is tuned for (with scale_lr)", minimum=1)
-    staging_dir: str = setting("", "node-local directory to stage the data into first; empty reads in place")
+    staging_dir: str = setting("", "node-local directory to stage the data into first; empty reads in place",
+                               resumable=True)
     stage_compressed: bool = setting(
-        False, "stage by inflating the gzip TFRecord re-pack of the data directory instead of copying npy")
-    resume: bool = setting(False, "continue from RUN/checkpoint.pt when it exists")
-    num_workers: int = setting(0, "data loader worker processes per rank", minimum=0)
+        False, "stage by inflating the gzip TFRecord re-pack of the data directory instead of copying npy",
+        resumable=True)
+    resume: bool = setting(True, "continue from RUN/checkpoint.pt when it exists; refused when it was written"
+                           " for other settings, data or world size", resumable=True)
+    skip_check: bool = setting(False, "skip reading every sample file's header and label before training"
+                               " (file names and sizes are still read)", resumable=True)
+    num_workers: int = setting(0, "data loader worker processes per rank", minimum=0, resumable=True)
     device: str = setting("auto", "auto | cpu | cuda (one GPU per local rank)", choices=("auto", "cpu", "cuda"))
-    compile: bool = setting(False, "torch.compile the model")
-    submission_org: str = setting("hpcdl", "MLPerf submission_org", pattern=r".+")
-    submission_platform: str = setting("", "MLPerf submission_platform (empty: derived from the hardware)")
-    submission_division: str = setting("closed", "MLPerf submission_division", choices=("closed", "open"))
-    submission_status: str = setting("onprem", "MLPerf submission_status", choices=SUBMISSION_STATUSES)
+    compile: bool = setting(False, "torch.compile the model", resumable=True)
+    submission_org: str = setting("hpcdl", "MLPerf submission_org", pattern=r".+", resumable=True)
+    submission_platform: str = setting("", "MLPerf submission_platform (empty: derived from the hardware)",
+                                       resumable=True)
+    submission_division: str = setting("closed", "MLPerf submission_division", choices=("closed", "open"),
+                                       resumable=True)
+    submission_status: str = setting("onprem", "MLPerf submission_status", choices=SUBMISSION_STATUSES,
+                                     resumable=True)
 
     def cross_errors(self, name: Namer = flag_name) -> list[str]:
         """Rules between settings (run after every value passed its own checks)."""

@@ -30,12 +30,11 @@ class _Collect(logging.Handler):
 class MLLog:
     """The run's MLPerf log; ``enabled`` is False on every rank but 0."""
 
-    def __init__(self, path: Path, enabled: bool, resume: bool = False) -> None:
+    def __init__(self, path: Path, enabled: bool, lines: list[str] | None = None) -> None:
+        """``lines``: the log so far of the run this one resumes (kept in its checkpoint)."""
         self.path = path
         self.enabled = enabled
-        self.lines: list[str] = []
-        if enabled and resume and path.is_file():
-            self.lines = path.read_text().splitlines()
+        self.lines: list[str] = list(lines or [])
         # A logger of its own, not logging.getLogger's registry: registered loggers live as long
         # as the process, so every finished training's lines stayed in memory, and a training
         # whose MLLog reused a dead one's id also kept feeding the dead handler.

@@ -5,8 +5,12 @@ setting of :class:`~hpcdl.train.config.TrainConfig` and every parameter of the c
 is a flag, and a flag given next to ``--spec`` replaces that one value. Outputs in
 ``--output-dir`` are described in :mod:`hpcdl.records`.
 
+A checkpoint in ``--output-dir`` is resumed by default (``--no-resume`` starts over), and only
+when it was written for the same settings, world size and data (:mod:`hpcdl.train.checkpoint`).
+Every sample file is checked before training (:mod:`hpcdl.train.inventory`; ``--skip-check``).
+
 Exit status: 0 for a completed run (``success`` or ``aborted`` at the epoch limit), 1 for
-unreadable data or a diverged run, 2 for invalid settings.
+bad data or a diverged run, 2 for invalid settings or a checkpoint of another run.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from hpcdl import settings, workloads
 from hpcdl.distributed import detect
 from hpcdl.train import spec as specs
+from hpcdl.train.checkpoint import ResumeError
 from hpcdl.train.config import TrainConfig
 from hpcdl.train.context import close_world, open_world
 from hpcdl.train.trainer import Trainer
@@ -84,9 +89,10 @@ def main(args: argparse.Namespace) -> int:
     ctx = open_world(detect(), spec.train.device)
     try:
         summary = Trainer(ctx, spec, args.data_dir, args.output_dir).fit()
-    except workloads.DataError as exc:
-        print(f"hpcdl train: error: {exc}", file=sys.stderr)
-        return 1
+    except (workloads.DataError, ResumeError) as exc:
+        if ctx.is_root:  # every rank raises the same error
+            print(f"hpcdl train: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ResumeError) else 1
     finally:
         close_world(ctx)
     if ctx.is_root:

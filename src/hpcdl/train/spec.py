@@ -22,7 +22,6 @@ from hpcdl.atomic import write_text
 from hpcdl.train.config import TrainConfig
 
 
-
 @dataclass(frozen=True)
 class Placement:
     """Keys of the ``train:`` config section that place the job (scheduler resources), not the run."""
@@ -30,6 +29,15 @@ class Placement:
     tasks: int = settings.setting(2, "data-parallel ranks (one per GPU on GPU systems, gloo CPU ranks otherwise)",
                                   minimum=1)
     nodes: int = settings.setting(1, "nodes the job spreads its ranks over on a cluster", minimum=1)
+    retries: int = settings.setting(
+        2, "times the workflow resubmits a failed training job (walltime, lost node); each attempt resumes"
+        " from the last checkpoint", minimum=0)
+
+
+def placement(section: Mapping[str, Any]) -> Placement:
+    """The placement keys of a ``train:`` section (checked by the schema), defaults filled in."""
+    known = {f.name for f in settings.fields(Placement)}
+    return Placement(**{k: v for k, v in section.items() if k in known})
 
 
 class SpecError(ValueError):

@@ -24,13 +24,15 @@ from mlperf_logging.mllog import constants
 
 from hpcdl import records, workloads
 from hpcdl.atomic import write_text
-from hpcdl.train import checkpoint, data
+from hpcdl.train import checkpoint, data, inventory
 from hpcdl.train.context import TrainContext
 from hpcdl.train.mllog import MLLog, log_submission
 from hpcdl.train.schedule import Schedule
 from hpcdl.train.spec import RunSpec
 from hpcdl.train.step import autocast, place_model, train_step
 from hpcdl.workloads.layers import attach_generator
+
+SPLITS = ("train", "validation")
 
 
 class Trainer:
@@ -44,6 +46,7 @@ class Trainer:
         self.history: list[records.EpochRecord] = []
         self.best = math.nan
         self.staging_s = 0.0
+        self.diverged = False
 
     # -- setup ---------------------------------------------------------------------------------
     def _generator(self, *stream: int) -> torch.Generator:
@@ -54,12 +57,14 @@ class Trainer:
         return torch.Generator(self.ctx.device).manual_seed(seed % 2**63)
 
     def setup(self) -> None:
-        """Everything before ``run_start``: logging, staging, data, model, optimiser, resume."""
+        """Everything before ``run_start``: logging, staging, data checks, model, optimiser, resume."""
         ctx, cfg = self.ctx, self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ckpt = self.run_dir / records.CHECKPOINT
-        resume = cfg.resume and ckpt.is_file()
-        self.log = MLLog(self.run_dir / records.MLLOG, ctx.is_root, resume=resume)
+        state = checkpoint.load(ckpt) if cfg.resume and ckpt.is_file() else None
+        # A resumed run continues the log of the attempt that wrote the checkpoint, whose init
+        # section is already there: only a fresh run logs one (the checker wants it exactly once).
+        self.log = MLLog(self.run_dir / records.MLLOG, ctx.is_root and state is None)
         self.log.event(constants.CACHE_CLEAR, True)
         self.log.start(constants.INIT_START)
         gpu = ctx.device.type == "cuda"
@@ -69,6 +74,11 @@ class Trainer:
                        ctx.nodes, ctx.local_world_size if gpu else 0)
         if cfg.staging_dir:
             self._stage(Path(cfg.staging_dir))
+        splits = {split: inventory.take(ctx, self.workload, self.params, self.data_dir / split, not cfg.skip_check)
+                  for split in SPLITS}
+        self.fingerprint = checkpoint.fingerprint(self.spec, ctx.world_size, splits)
+        if state is not None:
+            checkpoint.check_resumable(ckpt, state, self.fingerprint)
         self.train_set = self.workload.open_split(self.params, self.data_dir / "train")
         self.val_set = self.workload.open_split(self.params, self.data_dir / "validation")
         self.global_batch = cfg.batch_size * ctx.world_size
@@ -83,12 +93,13 @@ class Trainer:
         self.opt = torch.optim.SGD(self.net.parameters(), lr=self.schedule.lr(0), momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.start_epoch, elapsed_before = 0, 0.0
-        if resume:
-            state = checkpoint.load(ckpt)
+        if state is not None:
             self.net.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
             self.start_epoch, self.best, elapsed_before = state["epoch"], state["best"], state["elapsed_s"]
             self.history = [records.EpochRecord(**m) for m in state["metrics"]]
+            self.diverged = state.get("diverged", False)
+            self.log = MLLog(self.run_dir / records.MLLOG, ctx.is_root, state["mllog"])
         self.model: torch.nn.Module = self.net
         if ctx.distributed:
             # DDP broadcasts group rank 0's weights at construction: identical start on every rank
@@ -96,10 +107,12 @@ class Trainer:
                 self.net, device_ids=[ctx.device.index] if gpu else None, process_group=ctx.group)
         if cfg.compile:
             self.model = torch.compile(self.model)
-        self._log_hyperparameters()
-        self.log.end(constants.INIT_STOP)
+        if state is None:
+            self._log_hyperparameters()
+            self.log.end(constants.INIT_STOP)
         ctx.barrier()
-        self.log.start(constants.RUN_START)
+        if state is None:
+            self.log.start(constants.RUN_START)
         self.log.flush()
         self.run_start = time.perf_counter() - elapsed_before
 
@@ -187,13 +200,33 @@ class Trainer:
         """Rank 0: metrics.jsonl, checkpoint.pt and the MLPerf log, each replaced atomically."""
         if not self.ctx.is_root:
             return
-        write_text(self.run_dir / records.METRICS, "".join(m.to_json() + "\n" for m in self.history))
+        self._write_metrics()
         checkpoint.save(self.run_dir / records.CHECKPOINT, {
             "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
             "epoch": self.history[-1].epoch, "best": self.best,
             "metrics": [vars(m) for m in self.history], "elapsed_s": self.history[-1].elapsed_s,
+            "mllog": list(self.log.lines), "fingerprint": self.fingerprint, "diverged": self.diverged,
         })
         self.log.flush()
+
+    def _write_metrics(self) -> None:
+        write_text(self.run_dir / records.METRICS, "".join(m.to_json() + "\n" for m in self.history))
+
+    def _diverge(self, record: records.EpochRecord) -> None:
+        """Record a non-finite loss. The checkpoint keeps the last finite weights but is marked, so
+        a resubmitted job stops at once instead of repeating the same epoch to the same end."""
+        self.diverged = True
+        self.history.append(record)
+        if self.ctx.is_root:
+            ckpt = self.run_dir / records.CHECKPOINT
+            if ckpt.is_file():
+                state = checkpoint.load(ckpt)
+                state.update(diverged=True, metrics=[vars(m) for m in self.history], mllog=list(self.log.lines))
+                checkpoint.save(ckpt, state)
+            self._write_metrics()
+            self.log.flush()
+        print(f"hpcdl train: error: epoch {record.epoch}: training loss is not finite (diverged);"
+              " check the labels and lower the learning rate", file=sys.stderr, flush=True)
 
     def _report(self, m: records.EpochRecord) -> None:
         if self.ctx.is_root:
@@ -205,7 +238,12 @@ class Trainer:
         """Set up, train until the target or the last epoch, write and return the summary."""
         self.setup()
         key = f"val_{self.target.metric}"
-        status = "aborted"
+        status = "diverged" if self.diverged else "aborted"
+        if self.diverged:
+            print(f"hpcdl train: error: {self.run_dir / records.CHECKPOINT}: this run diverged in epoch"
+                  f" {self.history[-1].epoch}; change its settings and delete the checkpoint to train again",
+                  file=sys.stderr, flush=True)
+            return self.finish(status)
         for epoch in range(self.start_epoch, self.cfg.epochs):
             if self.history and self.target.reached(self.best):  # a resumed run that had converged
                 status = "success"
@@ -218,11 +256,8 @@ class Trainer:
             self.log.end(constants.EPOCH_STOP, epoch_num=num)
             if not math.isfinite(train_loss):
                 status = "diverged"
-                self.history.append(records.EpochRecord(num, None, lr, throughput, time.perf_counter() - t_epoch,
-                                                        time.perf_counter() - self.run_start, {}))
-                self.save_epoch()
-                print(f"hpcdl train: error: epoch {num}: training loss is {train_loss} (diverged);"
-                      " check the labels and lower the learning rate", file=sys.stderr, flush=True)
+                self._diverge(records.EpochRecord(num, None, lr, throughput, time.perf_counter() - t_epoch,
+                                                  time.perf_counter() - self.run_start, {}))
                 break
             self.log.start(constants.EVAL_START, epoch_num=num)
             values = self.evaluate()
@@ -260,6 +295,8 @@ class Trainer:
             mlperf_benchmark=self.workload.mlperf_benchmark, spec=self.spec.as_dict(),
         )
         if ctx.is_root:
+            # metrics.jsonl again: a resumed run may end before its first epoch (already converged)
+            self._write_metrics()
             write_text(self.run_dir / records.SUMMARY, summary.to_json())
         ctx.barrier()
         return summary

@@ -35,6 +35,18 @@ class Workload(ABC):
         """The converted samples of one split as ``(x, y)`` tensor pairs; raises DataError."""
 
     @abstractmethod
+    def data_files(self, params: Any, split_dir: Path) -> list[tuple[Path, ...]]:
+        """The files of a split grouped as they are read together (CosmoFlow: each sample's data
+        and label), in dataset order. Reads only lists, never the files; raises DataError for a
+        missing list or files whose names do not pair."""
+
+    @abstractmethod
+    def check_files(self, params: Any, groups: list[tuple[Path, ...]], first: tuple[Path, ...]) -> list[str]:
+        """Problems of ``groups`` (a share of :meth:`data_files`), one line each naming the file and
+        the reason: unreadable headers, wrong dtypes or shapes, shapes unlike the split's ``first``
+        group, non-finite labels. Cheap: headers and small labels only."""
+
+    @abstractmethod
     def build_model(self, params: Any, sample: tuple[torch.Tensor, torch.Tensor],
                     generator: torch.Generator) -> nn.Module:
         """A freshly initialised model for inputs like ``sample``, weights drawn from ``generator``."""

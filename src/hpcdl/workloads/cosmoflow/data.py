@@ -42,7 +42,62 @@ def read_split(split_dir: Path) -> Split:
         raise DataError(f"{split_dir}: {len(data)} data files but {len(labels)} label files")
     if not data:
         raise DataError(f"{split_dir}: file lists are empty")
+    for line, (d, lab) in enumerate(zip(data, labels, strict=True), 1):
+        # A swapped or shifted line would silently train on another sample's parameters.
+        if not (d.endswith("_data.npy") and lab == d[: -len("_data.npy")] + "_label.npy"):
+            raise DataError(f"{split_dir / LISTS[1]} line {line}: {lab} does not pair with"
+                            f" {d} (line {line} of {LISTS[0]}); rerun `hpcdl lists {split_dir}`")
     return Split([split_dir / n for n in data], [split_dir / n for n in labels])
+
+
+def _npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """dtype, shape and byte size a ``.npy`` file's header promises (header plus data)."""
+    with path.open("rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f".npy format version {version} is not supported")
+        shape, fortran, dtype = read(handle)
+        if fortran:
+            raise ValueError("is Fortran-ordered")
+        return dtype, shape, handle.tell() + int(np.prod(shape)) * dtype.itemsize
+
+
+def _problem(data: Path, label: Path, side: int) -> str | None:
+    """What is wrong with one (data, label) pair, or None; ``side`` is the split's cube side."""
+    path = data
+    try:
+        dtype, shape, size = _npy_header(data)
+        if dtype != np.int16 or len(shape) != 4 or shape[3] != 4 or len(set(shape[:3])) != 1:
+            return f"{data}: expected int16 (n, n, n, 4), got {dtype} {shape}"
+        if shape[0] != side:
+            return f"{data}: crop side {shape[0]}, but the split's first sample has {side}"
+        if data.stat().st_size != size:
+            return f"{data}: {data.stat().st_size} bytes, its header promises {size} (truncated?)"
+        path = label
+        y = np.load(label)
+        if y.shape != (4,) or y.dtype.kind != "f":
+            return f"{label}: expected 4 floating-point parameters, got {y.dtype} {y.shape}"
+        if not np.isfinite(y).all():
+            return f"{label}: non-finite label values {y.tolist()}"
+    except FileNotFoundError:
+        return f"{path}: missing"
+    except (OSError, ValueError, EOFError) as exc:
+        return f"{path}: not a readable .npy file ({exc})"
+    return None
+
+
+def check_pairs(pairs: list[tuple[Path, ...]], first: tuple[Path, ...]) -> list[str]:
+    """Problems of ``pairs``, one line each: headers, sizes, shapes against ``first``, labels."""
+    try:
+        _, shape, _ = _npy_header(first[0])
+        side = int(shape[0])
+    except (OSError, ValueError, EOFError, IndexError):
+        side = -1
+    if side < 0:  # reported once, by the share holding the first pair
+        return [_problem(first[0], first[1], 0) or f"{first[0]}: unreadable"] if first in pairs else []
+    return [p for data, label in pairs if (p := _problem(data, label, side))]
 
 
 def crop_size(split: Split) -> int:

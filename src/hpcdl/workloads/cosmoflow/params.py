@@ -15,7 +15,7 @@ class CosmoFlowParams:
     dropout: float = setting(0.5, "dropout rate of the dense layers (0 needs weight_decay > 0)",
                              minimum=0, exclusive_maximum=1)
     target_mae: float = setting(0.124, "validation MAE that ends the run successfully (the MLPerf target)",
-                                exclusive_minimum=0)
+                                exclusive_minimum=0, resumable=True)
 
     def errors_with(self, train: TrainConfig, name: Namer) -> list[str]:
         """Rules between these parameters and the engine's settings."""

@@ -38,6 +38,14 @@ class CosmoFlowWorkload(Workload):
         data.crop_size(split)  # the first sample's dtype and shape, before any training
         return data.NpyDataset(split)
 
+    def data_files(self, params: CosmoFlowParams, split_dir: Path) -> list[tuple[Path, ...]]:
+        split = data.read_split(split_dir)
+        return list(zip(split.data, split.labels, strict=True))
+
+    def check_files(self, params: CosmoFlowParams, groups: list[tuple[Path, ...]],
+                    first: tuple[Path, ...]) -> list[str]:
+        return data.check_pairs(groups, first)
+
     def build_model(self, params: CosmoFlowParams, sample: tuple[torch.Tensor, torch.Tensor],
                     generator: torch.Generator) -> nn.Module:
         return CosmoFlow(int(sample[0].shape[0]), params.dropout, generator)
