@@ -1,30 +1,46 @@
 """Resumable, verified download of the CosmoFlow dataset tarball, extracted safely into place.
 
-The archive is fetched into ``OUT/<name>.part`` with HTTP ``Range`` requests, so an interrupted
-transfer (a dropped connection, or a killed process) continues where it stopped. A server that
-ignores ``Range`` (answers 200) makes the download restart from byte 0; a 416 means the part file
-is already complete (or bogus, then it is discarded). The finished archive is checked against
-the expected size and, when given, its SHA-256, then extracted into a temporary directory inside
-``OUT`` (members that would land outside it, links and devices are refused) and the ``train/``
+One run at a time works in ``OUT``: it holds an exclusive ``flock`` on ``OUT/.hpcdl-download.lock``
+(a second run fails at once; a killed holder releases it), so staging directories left in ``OUT``
+by a killed run are removed first. The archive is fetched into ``OUT/<name>.part`` with HTTP
+``Range`` requests, so an interrupted transfer (a dropped connection, or a killed process)
+continues where it stopped. A server that ignores ``Range`` (answers 200) makes the download
+restart from byte 0; a 416 means the part file is already complete (or bogus, then it is
+discarded). The finished archive is checked against the expected size and, when given, its
+SHA-256, then extracted into a temporary directory inside ``OUT`` (members that would land outside
+it, links and devices are refused, and it is removed on any error or SIGTERM) and the ``train/``
 and ``validation/`` directories found inside are renamed to ``OUT/train`` and ``OUT/validation``.
-``OUT/manifest.json`` is written last and marks the dataset as complete.
+An archive that fails a check (size, SHA-256, unreadable, unacceptable content) is deleted: one
+left by an earlier run (or continued from its part file) is fetched afresh once; a fresh one that
+fails means the server's file is bad. A disk error (disk full) keeps the archive. Without a
+SHA-256, an earlier run's archive that passes is used, and the run says to delete it to refetch.
+``OUT/manifest.json`` marks the dataset as complete: it is removed before ``train/`` and
+``validation/`` are replaced, and written last. The archive is deleted after it (unless kept), so
+a rerun after a kill before then extracts the archive it has instead of fetching it again.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import json
+import lzma
+import os
 import re
 import shutil
+import signal
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +48,18 @@ from hpcdl.atomic import TMP_PREFIX, write_text
 
 SPLITS = ("train", "validation")
 CHUNK = 1 << 20
+MANIFEST = "manifest.json"
+LOCK_NAME = ".hpcdl-download.lock"
+STAGING_PREFIX = f"{TMP_PREFIX}extract-"
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 class DownloadError(RuntimeError):
     """The dataset could not be fetched, verified or extracted; the message says which and why."""
+
+
+class _BadArchive(DownloadError):
+    """The archive's bytes are wrong (size, checksum, unreadable, unacceptable content)."""
 
 
 class _Transient(Exception):
@@ -122,9 +145,14 @@ def _attempt(config: DownloadConfig, part: Path) -> int:
     return written
 
 
+def part_path(archive: Path) -> Path:
+    """Where ``archive`` is downloaded to until it is complete."""
+    return archive.with_name(archive.name + ".part")
+
+
 def fetch(config: DownloadConfig, archive: Path) -> int:
-    """Download ``config.url`` to ``archive`` (via ``archive.part``), retrying transient failures."""
-    part = archive.with_name(archive.name + ".part")
+    """Download ``config.url`` to ``archive`` (via its part file), retrying transient failures."""
+    part = part_path(archive)
     for attempt in range(config.retries + 1):
         try:
             size = _attempt(config, part)
@@ -140,7 +168,7 @@ def fetch(config: DownloadConfig, archive: Path) -> int:
 
 
 def verify(config: DownloadConfig, archive: Path) -> str:
-    """Check size and SHA-256 of ``archive``; on mismatch delete it and raise. Returns the digest."""
+    """Check size and SHA-256 of ``archive``; return its digest."""
     size = archive.stat().st_size
     digest = hashlib.sha256()
     with archive.open("rb") as source:
@@ -153,8 +181,7 @@ def verify(config: DownloadConfig, archive: Path) -> str:
     elif config.sha256 and actual != config.sha256.lower():
         problem = f"sha256 mismatch: expected {config.sha256.lower()}, got {actual}"
     if problem:
-        archive.unlink()
-        raise DownloadError(f"{config.url} ({archive}): {problem}; the archive was deleted")
+        raise _BadArchive(f"{config.url} ({archive}): {problem}")
     return actual
 
 
@@ -164,9 +191,9 @@ def _safe_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     for member in tar.getmembers():
         parts = Path(member.name).parts
         if member.name.startswith("/") or ".." in parts:
-            raise DownloadError(f"{archive}: refusing member {member.name!r} (path leaves the target)")
+            raise _BadArchive(f"{archive}: refusing member {member.name!r} (path leaves the target)")
         if not (member.isfile() or member.isdir()):
-            raise DownloadError(f"{archive}: refusing member {member.name!r} (not a file or directory)")
+            raise _BadArchive(f"{archive}: refusing member {member.name!r} (not a file or directory)")
         members.append(member)
     return members
 
@@ -177,20 +204,31 @@ def _find_splits(root: Path, archive: Path) -> Path:
     for directory in sorted(candidates, key=lambda p: len(p.parts)):
         if all((directory / split).is_dir() for split in SPLITS):
             return directory
-    raise DownloadError(f"{archive}: no directory holds both {' and '.join(f'{s}/' for s in SPLITS)}")
+    raise _BadArchive(f"{archive}: no directory holds both {' and '.join(f'{s}/' for s in SPLITS)}")
 
 
 def extract(archive: Path, out: Path) -> None:
-    """Extract ``archive`` in a temporary directory and move its train/validation into ``out``."""
-    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}extract-", dir=out))
+    """Extract ``archive`` in a temporary directory and move its train/validation into ``out``.
+
+    The temporary directory is removed on success and on any exception (SIGTERM included, see
+    :func:`main`); only a SIGKILL leaves it, for the next run to remove.
+    """
+    # Named first and created inside the try, so a signal right after the mkdir still removes it.
+    staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
     try:
+        staging.mkdir()
         try:
             with tarfile.open(archive, "r:*") as tar:
                 tar.extractall(staging, members=_safe_members(tar, archive), filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+            # An OSError with an errno comes from the system (disk full, permissions): the archive is
+            # fine and kept. Without one it is a decompressor's complaint about the archive's bytes.
+            error = DownloadError if isinstance(exc, OSError) and exc.errno else _BadArchive
             # tarfile's "r:*" lists each compression it tried on its own line; keep the error one line.
-            raise DownloadError(f"{archive}: cannot extract: {' '.join(str(exc).split())}") from exc
+            raise error(f"{archive}: cannot extract: {' '.join(str(exc).split())}") from exc
         found = _find_splits(staging, archive)
+        # train/ and validation/ are about to be replaced: an earlier manifest must not vouch for them.
+        (out / MANIFEST).unlink(missing_ok=True)
         for split in SPLITS:
             target = out / split
             if target.exists():
@@ -200,31 +238,84 @@ def extract(archive: Path, out: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` (see the module docstring); remove the lock file after."""
+    path = out / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                raise DownloadError(f"{out}: another hpcdl download is running in this directory") from None
+            raise DownloadError(f"{path}: cannot lock: {exc.strerror}") from exc
+        # The previous holder removes the file as it finishes: if that happened between our open
+        # and flock, we locked a deleted file and must lock the one now at the path instead.
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.unlink(path)
+        os.close(fd)
+
+
+def _fetch_and_extract(config: DownloadConfig, archive: Path, out: Path) -> str:
+    """Fetch ``archive`` unless present, verify and extract it into ``out``; return its SHA-256.
+
+    Bytes from an earlier run (the archive, or a part file continued) may be stale or damaged: if
+    they fail a check they are deleted and the archive is fetched afresh, once. A freshly fetched
+    archive that fails is the server's fault; it is deleted too, so no rerun can trust it.
+    """
+    part = part_path(archive)
+    earlier = archive.exists() or part.exists()
+    if archive.exists() and not config.sha256:
+        print(f"{archive}: reusing an earlier run's archive (no --sha256 to check it); delete it to fetch it again")
+    while True:
+        if not archive.exists():
+            fetch(config, archive)
+        try:
+            digest = verify(config, archive)
+            extract(archive, out)
+            return digest
+        except _BadArchive as exc:
+            archive.unlink()
+            part.unlink(missing_ok=True)
+            if not earlier:
+                raise DownloadError(f"{exc}; it was just fetched, so the server's file is bad; deleted it") from exc
+            print(f"{exc}; deleted this archive from an earlier run, fetching it again")
+            earlier = False
+
+
 def download(out: Path, config: DownloadConfig) -> dict[str, object]:
     """Fetch, verify and extract the dataset into ``out``; write ``out/manifest.json`` last."""
     out.mkdir(parents=True, exist_ok=True)
     archive = out / archive_name(config.url)
-    if not archive.exists():
-        fetch(config, archive)
-    digest = verify(config, archive)
-    extract(archive, out)
-    size = archive.stat().st_size
-    if not config.keep_archive:
-        archive.unlink()
-    manifest: dict[str, object] = {
-        "source": config.url,
-        "archive": archive.name,
-        "archive_bytes": size,
-        "sha256": digest,
-        "splits": {
-            split: [
-                {"file": f"{split}/{path.name}", "bytes": path.stat().st_size}
-                for path in sorted((out / split).glob("*.tfrecord"))
-            ]
-            for split in SPLITS
-        },
-    }
-    write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    with _locked(out):
+        for stale in out.glob(f"{STAGING_PREFIX}*"):
+            print(f"{stale}: removing the staging directory of a killed run")
+            shutil.rmtree(stale)
+        digest = _fetch_and_extract(config, archive, out)
+        manifest: dict[str, object] = {
+            "source": config.url,
+            "archive": archive.name,
+            "archive_bytes": archive.stat().st_size,
+            "sha256": digest,
+            "splits": {
+                split: [
+                    {"file": f"{split}/{path.name}", "bytes": path.stat().st_size}
+                    for path in sorted((out / split).glob("*.tfrecord"))
+                ]
+                for split in SPLITS
+            },
+        }
+        write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        if not config.keep_archive:
+            archive.unlink()
     return manifest
 
 
@@ -239,12 +330,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-archive", action="store_true", help="keep the tarball after extraction")
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """Turn SIGTERM (a cancelled job, a time limit) into an exception, so clean-up code runs."""
+    raise SystemExit(128 + signum)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``hpcdl download``."""
     config = DownloadConfig(args.url, args.sha256, args.size, args.retries, args.timeout, args.keep_archive)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         manifest = download(args.out, config)
-    except DownloadError as exc:
+    except (DownloadError, OSError) as exc:
         print(f"hpcdl download: error: {exc}", file=sys.stderr)
         return 1
     splits = manifest["splits"]
