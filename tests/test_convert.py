@@ -1,22 +1,20 @@
-"""``hpcdl convert``: bit-exact outputs, TensorFlow reads the gzip copy, MPI partitioning, bad
-input, and restarts after a kill."""
+"""``hpcdl convert``: bit-exact outputs, TensorFlow reads the gzip copy, MPI partitioning and bad
+input (restarts: test_convert_restart.py)."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN, run_tool, tool_env
+from conftest import BIN, run_tool
+from helpers.tfrecords import assert_npy_outputs, make_inputs, recorded, visible
 
 from hpcdl.convert import ConvertConfig, convert, partition
-from hpcdl.tfrecord_io import encode_example, iter_records, read_file_bytes, write_records
+from hpcdl.tfrecord_io import encode_example, write_records
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tfrecord"
 EXPECTED = dict(np.load(FIXTURES / "expected.npz"))
@@ -33,32 +31,6 @@ def _expected_outputs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _make_inputs(directory: Path, count: int, side: int = 8, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Write ``count`` gzip TFRecords of varied sizes; return the truth per stem."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    truth = {}
-    for i in range(count):
-        n = side + 2 * (i % 3)  # three sizes, so byte balancing differs from count balancing
-        x = rng.poisson(5.0, size=(n, n, n, 4)).astype("<i2")
-        y = rng.uniform(-1, 1, 4).astype(np.float32)
-        stem = f"univ_{i:04d}_000"
-        write_records(directory / f"{stem}.tfrecord", [encode_example({"x": x.tobytes(), "y": y})], compress=True)
-        truth[stem] = (x, y)
-    return truth
-
-
-def _assert_npy_outputs(out: Path, truth: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{s}_{kind}.npy" for s in truth for kind in ("data", "label"))
-    for stem, (x, y) in truth.items():
-        data, label = np.load(out / f"{stem}_data.npy"), np.load(out / f"{stem}_label.npy")
-        assert data.dtype == np.dtype("<i2") and data.shape == x.shape
-        np.testing.assert_array_equal(data, x)
-        assert label.dtype == np.float32 and label.shape == (4,)
-        np.testing.assert_array_equal(label, y)
-
-
 def _mpirun(ranks: int, *args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return run_tool(["mpirun", "--oversubscribe", "-np", str(ranks), str(BIN / "hpcdl"), *map(str, args)],
                     timeout=timeout)
@@ -69,10 +41,17 @@ def test_fixtures_to_npy_bit_exact(tmp_path: Path, hpcdl) -> None:
     result = hpcdl("convert", FIXTURES, tmp_path / "npy", "--to", "npy", "--summary", summary)
     assert result.returncode == 0, result.stderr
     assert "4 ok, 0 failed, 0 skipped" in result.stdout
-    _assert_npy_outputs(tmp_path / "npy", _expected_outputs())
+    assert_npy_outputs(tmp_path / "npy", _expected_outputs())
     report = json.loads(summary.read_text())
     assert (report["ok"], report["failed"], report["skipped"], report["records"]) == (4, 0, 0, 5)
     assert report["ranks"] == 1 and report["errors"] == {}
+    # A rerun skips every input, the two-record one too: its record names its outputs.
+    result = hpcdl("convert", FIXTURES, tmp_path / "npy", "--to", "npy", "--summary", summary)
+    assert result.returncode == 0, result.stderr
+    assert "0 ok, 0 failed, 4 skipped, 0 removed" in result.stdout
+    report = json.loads(summary.read_text())
+    assert (report["skipped"], report["records"], report["removed"]) == (4, 5, 0)
+    assert_npy_outputs(tmp_path / "npy", _expected_outputs())
 
 
 def test_fixtures_to_gzip_read_by_tensorflow(tmp_path: Path, hpcdl) -> None:
@@ -95,12 +74,12 @@ def test_fixtures_to_gzip_read_by_tensorflow(tmp_path: Path, hpcdl) -> None:
 
 
 def test_rerun_skips_complete_pairs_and_local_workers(tmp_path: Path) -> None:
-    truth = _make_inputs(tmp_path / "in", 5)
+    truth = make_inputs(tmp_path / "in", 5)
     first = convert(tmp_path / "in", tmp_path / "out", ConvertConfig("npy", workers=2))
     assert first.count("ok") == 5 and first.failed == 0
     second = convert(tmp_path / "in", tmp_path / "out", ConvertConfig("npy", workers=2))
     assert second.count("skipped") == 5 and second.count("ok") == 0
-    _assert_npy_outputs(tmp_path / "out", truth)
+    assert_npy_outputs(tmp_path / "out", truth)
 
 
 def test_partition_balances_bytes_deterministically() -> None:
@@ -117,12 +96,12 @@ def test_partition_balances_bytes_deterministically() -> None:
 @pytest.mark.parametrize("ranks", [1, 2, 3])
 @pytest.mark.parametrize("count", [2, 16])
 def test_mpi_converts_every_file_exactly_once(tmp_path: Path, ranks: int, count: int) -> None:
-    truth = _make_inputs(tmp_path / "in", count, side=4)
+    truth = make_inputs(tmp_path / "in", count, side=4)
     summary = tmp_path / "convert.json"
     result = _mpirun(ranks, "convert", tmp_path / "in", tmp_path / "out", "--summary", summary)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(" ok, ") == 1  # only rank 0 prints the summary line
-    _assert_npy_outputs(tmp_path / "out", truth)
+    assert_npy_outputs(tmp_path / "out", truth)
     report = json.loads(summary.read_text())
     assert (report["ok"], report["failed"], report["ranks"]) == (count, 0, ranks)
     per_rank = report["per_rank"]
@@ -139,7 +118,7 @@ def test_mpi_converts_every_file_exactly_once(tmp_path: Path, ranks: int, count:
 
 def _corrupt_inputs(directory: Path) -> dict[str, str]:
     """Write one damaged file per class next to good ones; return ``{file name: reason fragment}``."""
-    good = _make_inputs(directory, 3)
+    good = make_inputs(directory, 3)
     x, y = good["univ_0000_000"]
     raw = (directory / "univ_0000_000.tfrecord").read_bytes()
     (directory / "bad_trunc.tfrecord").write_bytes(raw[: len(raw) // 2])
@@ -176,8 +155,9 @@ def test_bad_inputs_reported_others_converted(tmp_path: Path, hpcdl, ranks: int 
         (line,) = [e for e in errors if f"/{name}:" in e]
         assert reason in line
     assert f"3 ok, {len(bad)} failed, 0 skipped" in result.stdout
-    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    outputs = visible(tmp_path / "out")
     assert outputs == sorted(f"univ_{i:04d}_000_{k}.npy" for i in range(3) for k in ("data", "label"))
+    assert recorded(tmp_path / "out") == [f"univ_{i:04d}_000.tfrecord" for i in range(3)]
     assert not summary.exists()
 
 
@@ -187,71 +167,10 @@ def test_unusable_arguments_exit_nonzero(tmp_path: Path, hpcdl) -> None:
     assert result.returncode == 2 and "no *.tfrecord files" in result.stderr
     result = hpcdl("convert", FIXTURES, FIXTURES)
     assert result.returncode == 2 and "must differ" in result.stderr
-
-
-def test_torn_outputs_are_redone(tmp_path: Path) -> None:
-    truth = _make_inputs(tmp_path / "in", 4)
-    out = tmp_path / "out"
-    convert(tmp_path / "in", out, ConvertConfig("npy"))
-    # The states a kill can leave: data without label, a truncated data file behind its label
-    # (not possible by rename, but a torn copy must still not count), an empty label, a temp file.
-    (out / "univ_0000_000_label.npy").unlink()
-    data = out / "univ_0001_000_data.npy"
-    data.write_bytes(data.read_bytes()[:-100])
-    (out / "univ_0002_000_label.npy").write_bytes(b"")
-    (out / ".tmp-univ_0003_000_data.npy.x1y2").write_bytes(b"\x93NUMPY partial")
-    summary = convert(tmp_path / "in", out, ConvertConfig("npy"))
-    assert {r.name: r.status for r in summary.results} == {
-        "univ_0000_000.tfrecord": "ok",
-        "univ_0001_000.tfrecord": "ok",
-        "univ_0002_000.tfrecord": "ok",
-        "univ_0003_000.tfrecord": "skipped",
-    }
-    _assert_npy_outputs(out, truth)
-
-
-@pytest.mark.slow
-def test_sigkill_mid_conversion_then_rerun(tmp_path: Path) -> None:
-    truth = _make_inputs(tmp_path / "in", 60, side=16)
-    out = tmp_path / "out"
-    args = [str(BIN / "hpcdl"), "convert", str(tmp_path / "in"), str(out)]
-    process = subprocess.Popen(args, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if out.is_dir() and len(list(out.glob("*_label.npy"))) >= 10:
-            break
-        time.sleep(0.005)
-    killed = process.poll() is None
-    if killed:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    done_before = len(list(out.glob("*_label.npy")))
-    summary = convert(tmp_path / "in", out, ConvertConfig("npy"))
-    assert summary.failed == 0
-    assert summary.count("skipped") >= done_before - 1  # at most the pair in flight is redone
-    if killed:
-        assert summary.count("ok") >= 1
-    _assert_npy_outputs(out, truth)
-
-
-@pytest.mark.parametrize("to", ["npy", "gzip"])
-def test_rewritten_input_is_converted_again(tmp_path: Path, to: str) -> None:
-    truth = _make_inputs(tmp_path / "in", 2)
-    out = tmp_path / "out"
-    assert convert(tmp_path / "in", out, ConvertConfig(to)).count("ok") == 2
-    # A regenerated input (newer than its outputs) must not be mistaken for done.
-    fresh = _make_inputs(tmp_path / "new", 1, seed=99)
-    source = tmp_path / "in" / "univ_0000_000.tfrecord"
-    source.write_bytes((tmp_path / "new" / "univ_0000_000.tfrecord").read_bytes())
-    later = time.time() + 10
-    os.utime(source, (later, later))
-    summary = convert(tmp_path / "in", out, ConvertConfig(to))
-    assert {r.name: r.status for r in summary.results} == {
-        "univ_0000_000.tfrecord": "ok",
-        "univ_0001_000.tfrecord": "skipped",
-    }
-    if to == "npy":
-        _assert_npy_outputs(out, {**truth, "univ_0000_000": fresh["univ_0000_000"]})
-    else:
-        payloads = [[bytes(r) for r in iter_records(read_file_bytes(path))] for path in (out / source.name, source)]
-        assert payloads[0] == payloads[1]
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for out, reason in ((afile, "exists and is not a directory"),
+                        (afile / "sub", "a parent of it exists and is not a directory")):
+        result = hpcdl("convert", FIXTURES, out)
+        assert (result.returncode, result.stderr) == (2, f"hpcdl convert: error: {out}: {reason}\n")
+    assert afile.read_text() == "keep"

@@ -1,6 +1,12 @@
-"""Launcher detection from synthetic environments of every supported launcher."""
+"""Launcher detection from synthetic environments of every supported launcher, and ranks that die
+with their launcher (the real ``mpirun`` case is in ``test_convert.py``)."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
 
 from hpcdl.distributed import DistEnv, PORT_BASE, detect, expand_nodelist
 
@@ -44,3 +50,24 @@ def test_mpirun_broadcasts_rank0_host() -> None:
 def test_single_process() -> None:
     assert detect({}).launcher == "single"
     assert detect({}).world_size == 1
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter outside any launcher, plus ``env``."""
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("OMPI_")}
+    return subprocess.run([sys.executable, "-c", code], env={**plain, **env}, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_die_with_parent_when_the_parent_is_already_gone() -> None:
+    # A parent pid that is not this process's parent stands for one that died before the request.
+    code = "import os; from hpcdl.distributed import die_with_parent; die_with_parent(os.getppid() + 1); print('alive')"
+    result = _python(code)
+    assert (result.returncode, result.stdout) == (-signal.SIGTERM, "")
+
+
+def test_die_with_launcher_only_under_open_mpi() -> None:
+    code = "from hpcdl.distributed import die_with_launcher; die_with_launcher(); print('alive')"
+    assert _python(code).stdout == "alive\n"  # a plain process keeps running, whoever its parent
+    # Under Open MPI the request is made; the parent (this test) is alive, so the rank runs on.
+    assert _python(code, OMPI_COMM_WORLD_RANK="0").stdout == "alive\n"

@@ -68,3 +68,11 @@ def test_no_data_files_is_an_error(tmp_path: Path, hpcdl) -> None:
     assert result.returncode == 1
     assert "no *_data.npy" in result.stderr and str(tmp_path) in result.stderr
     assert hpcdl("lists", tmp_path / "absent").returncode == 1
+
+
+def test_directory_that_is_a_file_or_absent_is_one_clear_error(tmp_path: Path, hpcdl) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for path, reason in ((afile, "exists and is not a directory"), (tmp_path / "absent", "no such directory")):
+        result = hpcdl("lists", path)
+        assert (result.returncode, result.stderr) == (1, f"hpcdl lists: error: {path}: {reason}\n")

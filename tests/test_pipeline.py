@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 import yaml
 
 from conftest import BIN, REPO, run_tool, tool_env
+from helpers.procs import processes_with
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 
@@ -117,19 +119,6 @@ def _without_timings(run_dir: Path) -> list[dict]:
             for row in rows]
 
 
-def _processes_of(results: Path) -> list[str]:
-    """Command lines still running on ``results`` (the killed tree's ranks among them)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if proc.name.isdigit() and str(results) in cmd:
-            found.append(cmd)
-    return found
-
-
 def test_killed_pipeline_resumes_training(pipeline: tuple[Path, Path, str], tmp_path: Path) -> None:
     """kill -9 of the whole snakemake tree after epoch 1's checkpoint; `--unlock`, rerun: only
     epoch 2 is trained, and the run's records equal the uninterrupted run's."""
@@ -139,8 +128,9 @@ def test_killed_pipeline_resumes_training(pipeline: tuple[Path, Path, str], tmp_
     killed = tmp_path / "config.yaml"
     killed.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "results": str(results)}))
     ckpt = results / "runs" / RUN / "checkpoint.pt"
+    key, marker = "HPCDL_TEST_MARKER", uuid.uuid4().hex
     proc = subprocess.Popen([str(BIN / "snakemake"), "--cores", "2", "--configfile", str(killed)], cwd=REPO,
-                            env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=tool_env(**{key: marker}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 300
@@ -151,9 +141,9 @@ def test_killed_pipeline_resumes_training(pipeline: tuple[Path, Path, str], tmp_
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     deadline = time.monotonic() + 20
-    while _processes_of(results) and time.monotonic() < deadline:
+    while processes_with(f"{key}={marker}") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _processes_of(results), _processes_of(results)
+    assert not processes_with(f"{key}={marker}")  # no rank trains on, orphaned
     assert not (results / "runs" / RUN / "run.json").exists()
     assert torch.load(ckpt, weights_only=False)["epoch"] == 1
 

@@ -122,3 +122,13 @@ def test_tensorflow_reads_every_file_identically(dataset: Path) -> None:
         ours_x, ours_y = _read(path)
         np.testing.assert_array_equal(x, ours_x)
         np.testing.assert_array_equal(parsed["y"].numpy(), ours_y)
+
+
+def test_output_path_that_is_a_file_is_one_clear_error(hpcdl, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for out, reason in ((afile, "exists and is not a directory"),
+                        (afile / "sub", "a parent of it exists and is not a directory")):
+        result = hpcdl("synth", out, "--crop-size", "8", "--train", "1", "--validation", "1")
+        assert (result.returncode, result.stderr) == (2, f"hpcdl synth: error: {out}: {reason}\n")
+    assert afile.read_text() == "keep"

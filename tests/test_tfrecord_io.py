@@ -111,14 +111,29 @@ def test_corrupt_gzip_is_reported(tmp_path: Path) -> None:
         ({"y": np.zeros(4, np.float32)}, "missing feature 'x'"),
         ({"x": b"\0" * 510, "y": np.zeros(4, np.float32)}, "not a cube"),
         ({"x": b"\0" * (3 * 3 * 2 * 4 * 2), "y": np.zeros(4, np.float32)}, "not a cube"),
-        ({"x": b"\0" * 512, "y": np.zeros(3, np.float32)}, "4 float32"),
+        ({"x": b"\0" * 512, "y": np.zeros(3, np.float32)}, "'y' holds 3 values; expected float_list of 4 values"),
+        ({"x": b"\0" * 512, "y": b"\0" * 16}, "'y' is bytes_list; expected float_list of 4 values"),
+        ({"x": b"\0" * 512, "y": np.float32([0, 1, np.nan, 0])}, r"'y' holds non-finite values \(nan at index 2\)"),
+        ({"x": b"\0" * 512, "y": np.float32([np.inf, 0, 0, -np.inf])},
+         r"non-finite values \(inf at index 0, -inf at index 3\)"),
         ({"x": np.zeros(4, np.float32), "y": np.zeros(4, np.float32)}, "not a bytes"),
     ],
-    ids=["no-y", "no-x", "odd-bytes", "not-cube", "y-3", "x-floats"],
+    ids=["no-y", "no-x", "odd-bytes", "not-cube", "y-3", "y-bytes", "y-nan", "y-inf", "x-floats"],
 )
 def test_decode_cosmo_example_rejects_bad_layouts(features, message: str) -> None:
     with pytest.raises(TFRecordError, match=message):
         decode_cosmo_example(parse_example(memoryview(encode_example(features))))
+
+
+def test_int64_label_written_by_tensorflow_is_named_as_such() -> None:
+    x, _ = _truth("cosmo_000002_000")[0]
+    payload = tf.train.Example(features=tf.train.Features(feature={
+        "x": tf.train.Feature(bytes_list=tf.train.BytesList(value=[x.tobytes()])),
+        "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 0, -1, 2])),
+    })).SerializeToString()
+    with pytest.raises(TFRecordError) as caught:
+        decode_cosmo_example(parse_example(memoryview(payload)))
+    assert str(caught.value) == "feature 'y' is int64_list; expected float_list of 4 values"
 
 
 def test_parse_example_rejects_garbage() -> None:

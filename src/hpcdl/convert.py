@@ -7,24 +7,29 @@
 ``--to gzip`` writes ``<name>.tfrecord``: the same Example payloads, re-framed and gzip-compressed.
 
 Every record's framing CRC32C (length and data) is verified and every Example is checked against
-the reference layout before anything of that file is written, so a bad input produces no output.
+the reference layout (including finite labels) before anything of that file is written, so a bad
+input produces no output; outputs of its earlier content are removed.
 
 Parallelism: the files are split over MPI ranks (when started by ``mpirun``/``srun``) balanced by
 bytes, largest file first onto the least-loaded rank; rank 0 makes the plan and broadcasts it, so
 all ranks agree even if their views of the file system differ. ``--workers`` adds local worker
 processes inside each rank. Rank 0 gathers the results, prints the summary, writes ``--summary``
-only when every file succeeded (the workflow's done marker) and broadcasts the exit status.
+only when every file succeeded (the workflow's done marker) and broadcasts the exit status. Ranks
+started by ``mpirun`` die with it (:func:`hpcdl.distributed.die_with_launcher`).
 
-Restarts: each output is written under a ``.tmp-*`` name and renamed; labels are renamed after
-their data file, so a pair counts as done only when the label exists, both ``.npy`` headers parse,
-both sizes are exact and both are no older than the input. Stale ``.tmp-*`` files left by a killed
-run are removed by rank 0 before any rank starts. Inputs holding several records are always
-converted again (their record count is unknown until they are read).
+Restarts and reruns (see :mod:`hpcdl.convert_record`): rank 0 holds ``OUT/.convert.lock`` for the
+whole conversion, so a second conversion into ``OUT`` fails at once and touches nothing. Under the
+lock it removes the old ``--summary``, the ``.tmp-*`` files a killed run left, and the outputs of
+inputs no longer in ``IN``. Each output is written under a ``.tmp-*`` name and renamed; after an
+input's last output its record (``OUT/.inputs/<name>.json``: size, mtime, ctime, CRC32, outputs) is
+written the same way. An input is skipped only when its record matches it and its outputs, so a
+replaced input is converted again whatever its mtime, and a torn output is redone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import multiprocessing
@@ -39,8 +44,21 @@ from typing import Any
 import numpy as np
 
 from hpcdl import tfrecord_io
-from hpcdl.atomic import TMP_PREFIX, atomic_open, write_text
-from hpcdl.distributed import mpi_comm
+from hpcdl.atomic import atomic_open, write_text
+from hpcdl.convert_record import (
+    Fingerprint,
+    InputRecord,
+    conversion_lock,
+    crc32_file,
+    is_current,
+    read_record,
+    record_path,
+    remove_outputs,
+    remove_stale_temps,
+    remove_vanished,
+    write_record,
+)
+from hpcdl.distributed import die_with_launcher, die_with_parent, mpi_comm
 
 FORMATS = ("npy", "gzip")
 SUFFIX = ".tfrecord"
@@ -79,6 +97,7 @@ class ConvertSummary:
     seconds: float = 0.0
     results: list[FileResult] = field(default_factory=list)
     plan: list[list[str]] = field(default_factory=list)
+    removed: int = 0  # inputs gone from the input directory whose outputs were deleted
 
     def count(self, status: str) -> int:
         """Number of files with ``status``."""
@@ -108,6 +127,7 @@ class ConvertSummary:
             "ok": self.count("ok"),
             "failed": self.failed,
             "skipped": self.count("skipped"),
+            "removed": self.removed,
             "files": len(self.results),
             "records": sum(r.records for r in self.results),
             "bytes_in": sum(r.bytes_in for r in self.results),
@@ -122,9 +142,9 @@ class ConvertSummary:
         """One-line human summary."""
         total = sum(r.bytes_in for r in self.results)
         return (
-            f"{self.count('ok')} ok, {self.failed} failed, {self.count('skipped')} skipped "
-            f"({len(self.results)} files, {total / 1e6:.1f} MB in, {self.ranks} rank(s), "
-            f"{self.seconds:.2f} s)"
+            f"{self.count('ok')} ok, {self.failed} failed, {self.count('skipped')} skipped, "
+            f"{self.removed} removed ({len(self.results)} files, {total / 1e6:.1f} MB in, "
+            f"{self.ranks} rank(s), {self.seconds:.2f} s)"
         )
 
 
@@ -151,15 +171,6 @@ def partition(files: Sequence[tuple[str, int]], parts: int) -> list[list[str]]:
     return groups
 
 
-def remove_stale_temps(output_dir: Path) -> int:
-    """Delete ``.tmp-*`` files a killed run left in ``output_dir``; return how many."""
-    removed = 0
-    for stale in output_dir.glob(f"{TMP_PREFIX}*"):
-        stale.unlink(missing_ok=True)
-        removed += 1
-    return removed
-
-
 # --- one file -----------------------------------------------------------------------------------
 
 
@@ -180,32 +191,6 @@ def _write_npy(path: Path, dtype: str, shape: tuple[int, ...], raw: memoryview |
     return len(header) + len(raw)
 
 
-def _npy_complete(path: Path, dtype: np.dtype, shape_ok: Any, newer_than: float) -> bool:
-    """True when ``path`` is a whole ``.npy`` of ``dtype`` with an accepted shape."""
-    try:
-        stat = path.stat()
-        if stat.st_mtime < newer_than:
-            return False
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, found = read_header(handle)
-            offset = handle.tell()
-    except (OSError, ValueError):
-        return False
-    return (
-        found == dtype
-        and not fortran
-        and shape_ok(shape)
-        and stat.st_size == offset + int(np.prod(shape)) * dtype.itemsize
-    )
-
-
-def _is_cosmo_shape(shape: tuple[int, ...]) -> bool:
-    return len(shape) == 4 and shape[0] == shape[1] == shape[2] > 0 and shape[3] == 4
-
-
 def npy_names(stem: str, records: int) -> list[tuple[str, str]]:
     """Output ``(data, label)`` names for an input ``<stem>.tfrecord`` holding ``records`` records."""
     if records == 1:
@@ -213,60 +198,63 @@ def npy_names(stem: str, records: int) -> list[tuple[str, str]]:
     return [(f"{stem}_{k}_data.npy", f"{stem}_{k}_label.npy") for k in range(records)]
 
 
-def already_done(source: Path, output_dir: Path, to: str) -> int:
-    """Bytes of the complete output of a single-record ``source``, or -1 when it must be (re)made.
-
-    Multi-record inputs are never skipped: their record count is unknown without reading them.
-    """
-    mtime = source.stat().st_mtime
-    stem = source.name[: -len(SUFFIX)]
-    if to == "gzip":
-        target = output_dir / source.name
+def _read_samples(source: Path) -> tuple[list[memoryview], list[tfrecord_io.CosmoSample]]:
+    """Every payload of ``source`` and its decoded sample; raise ``TFRecordError`` on the first flaw."""
+    payloads = list(tfrecord_io.iter_records(tfrecord_io.read_file_bytes(source)))
+    if not payloads:
+        raise tfrecord_io.TFRecordError("holds no records")
+    samples = []
+    for index, payload in enumerate(payloads):
         try:
-            stat = target.stat()
-        except OSError:
-            return -1
-        # Outputs appear only by rename, so an existing, newer gzip file is a whole one.
-        return stat.st_size if stat.st_mtime >= mtime and stat.st_size > 0 else -1
-    data, label = (output_dir / n for n in npy_names(stem, 1)[0])
-    if not _npy_complete(label, np.dtype("<f4"), lambda s: s == LABEL_SHAPE, mtime):
-        return -1
-    if not _npy_complete(data, np.dtype("<i2"), _is_cosmo_shape, mtime):
-        return -1
-    return data.stat().st_size + label.stat().st_size
+            samples.append(tfrecord_io.decode_cosmo_example(tfrecord_io.parse_example(payload)))
+        except tfrecord_io.TFRecordError as exc:
+            raise tfrecord_io.TFRecordError(f"record {index}: {exc}") from exc
+    return payloads, samples
+
+
+def _write_outputs(source: Path, output_dir: Path, to: str, payloads: list[memoryview],
+                   samples: list[tfrecord_io.CosmoSample], written: dict[str, int]) -> None:
+    """Write the outputs of one input, adding each finished one to ``written`` (name -> bytes)."""
+    if to == "gzip":
+        tfrecord_io.write_records(output_dir / source.name, payloads, compress=True)
+        written[source.name] = (output_dir / source.name).stat().st_size
+        return
+    names = npy_names(source.name[: -len(SUFFIX)], len(samples))
+    for sample, (data_name, label_name) in zip(samples, names, strict=True):
+        written[data_name] = _write_npy(output_dir / data_name, "<i2", sample.x.shape,
+                                        memoryview(sample.x).cast("B"))
+        written[label_name] = _write_npy(output_dir / label_name, "<f4", LABEL_SHAPE,
+                                         sample.y.astype("<f4").tobytes())
 
 
 def convert_file(source: Path, output_dir: Path, to: str, rank: int = 0) -> FileResult:
-    """Convert one TFRecord file; never raises for bad input (the result carries the reason)."""
-    size = source.stat().st_size
+    """Convert one TFRecord file; never raises for bad input (the result carries the reason).
+
+    Outputs of the input's previous record that this conversion does not rewrite are removed; on
+    failure, everything of the input (old outputs, new ones, its record) is removed.
+    """
+    old = read_record(output_dir, source.name)
+    written: dict[str, int] = {}
+    size = 0
     try:
-        done = already_done(source, output_dir, to)
-        if done >= 0:
-            return FileResult(source.name, "skipped", rank, size, done)
+        before = Fingerprint.of(source)
+        size = before.size
+        if old is not None and is_current(old, source, output_dir, to):
+            return FileResult(source.name, "skipped", rank, size, old.bytes_out, old.records)
+        crc = crc32_file(source)
         # Read, verify and decode everything first: a bad file must leave no output at all.
-        payloads = list(tfrecord_io.iter_records(tfrecord_io.read_file_bytes(source)))
-        if not payloads:
-            raise tfrecord_io.TFRecordError("holds no records")
-        samples = []
-        for index, payload in enumerate(payloads):
-            try:
-                samples.append(tfrecord_io.decode_cosmo_example(tfrecord_io.parse_example(payload)))
-            except tfrecord_io.TFRecordError as exc:
-                raise tfrecord_io.TFRecordError(f"record {index}: {exc}") from exc
-        written = 0
-        if to == "gzip":
-            tfrecord_io.write_records(output_dir / source.name, payloads, compress=True)
-            written = (output_dir / source.name).stat().st_size
-        else:
-            names = npy_names(source.name[: -len(SUFFIX)], len(samples))
-            for sample, (data_name, label_name) in zip(samples, names, strict=True):
-                # Data before label: the label's presence marks a finished pair.
-                written += _write_npy(output_dir / data_name, "<i2", sample.x.shape,
-                                      memoryview(sample.x).cast("B"))
-                written += _write_npy(output_dir / label_name, "<f4", LABEL_SHAPE,
-                                      sample.y.astype("<f4").tobytes())
-        return FileResult(source.name, "ok", rank, size, written, len(samples))
+        payloads, samples = _read_samples(source)
+        if Fingerprint.of(source) != before:  # the hash and the decode must have read the same bytes
+            raise ValueError("changed while being read; rerun when it is complete")
+        _write_outputs(source, output_dir, to, payloads, samples, written)
+        if old is not None:
+            remove_outputs(output_dir, set(old.outputs) - set(written))
+        write_record(output_dir, source.name, InputRecord(before, crc, to, len(samples), written))
+        return FileResult(source.name, "ok", rank, size, sum(written.values()), len(samples))
     except (ValueError, OSError) as exc:  # TFRecordError is a ValueError; so are numpy's complaints
+        with contextlib.suppress(OSError):  # the failure line matters more than a failed clean-up
+            remove_outputs(output_dir, set(written) | set(old.outputs if old is not None else ()))
+            record_path(output_dir, source.name).unlink(missing_ok=True)
         return FileResult(source.name, "failed", rank, size, error=str(exc))
 
 
@@ -281,7 +269,9 @@ def _convert_local(names: list[str], input_dir: Path, output_dir: Path, config: 
     if workers == 1:
         return [_convert_job(job) for job in jobs]
     # spawn, not fork: forking a process that may hold an initialised MPI library is unsafe.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    # Workers die with their rank, so killing the rank stops its conversions too.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         # Jobs arrive largest first (the plan's order), so chunks of one balance the workers.
         return list(pool.imap_unordered(_convert_job, jobs, chunksize=1))
 
@@ -289,38 +279,46 @@ def _convert_local(names: list[str], input_dir: Path, output_dir: Path, config: 
 # --- the stage ----------------------------------------------------------------------------------
 
 
-def convert(input_dir: Path, output_dir: Path, config: ConvertConfig, comm: Any | None = None) -> ConvertSummary:
+def convert(input_dir: Path, output_dir: Path, config: ConvertConfig, comm: Any | None = None,
+            summary_path: Path | None = None) -> ConvertSummary:
     """Convert every ``*.tfrecord`` of ``input_dir`` into ``output_dir`` across all ranks of ``comm``.
 
-    Raises ``ValueError`` (on every rank) for an unusable configuration or an empty input directory.
+    Rank 0 holds the output directory's lock throughout; under it, it removes ``summary_path``
+    first and writes it (atomically) last, only when every file converted. Raises ``ValueError``
+    (on every rank) for an unusable configuration, an empty input directory or a busy output.
     """
     rank, world = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     start = time.perf_counter()
-    plan: list[list[str]] | str
-    if rank == 0:
-        try:
-            plan = _plan(input_dir, output_dir, config, world)
-        except (ValueError, OSError) as exc:
-            plan = str(exc)
-    else:
-        plan = []
-    if comm is not None:
-        plan = comm.bcast(plan, root=0)
-    if isinstance(plan, str):
-        raise ValueError(plan)
-    mine = _convert_local(plan[rank], input_dir, output_dir, config, rank)
-    gathered = comm.gather(mine, root=0) if comm is not None else [mine]
-    summary = ConvertSummary(str(input_dir), str(output_dir), config.to, world, plan=plan)
-    if rank == 0:
-        order = {name: i for i, name in enumerate(sorted(n for group in plan for n in group))}
-        summary.results = sorted((r for part in gathered for r in part), key=lambda r: order[r.name])
-    else:
-        summary.results = mine
-    summary.seconds = time.perf_counter() - start
+    with contextlib.ExitStack() as held:
+        prepared: tuple[list[list[str]], int] | str = ([], 0)
+        if rank == 0:
+            try:
+                prepared = _prepare(input_dir, output_dir, config, world, held, summary_path)
+            except (ValueError, OSError) as exc:
+                prepared = str(exc)
+        if comm is not None:
+            prepared = comm.bcast(prepared, root=0)
+        if isinstance(prepared, str):
+            raise ValueError(prepared)
+        plan, removed = prepared
+        mine = _convert_local(plan[rank], input_dir, output_dir, config, rank)
+        gathered = comm.gather(mine, root=0) if comm is not None else [mine]
+        summary = ConvertSummary(str(input_dir), str(output_dir), config.to, world, plan=plan,
+                                 removed=removed)
+        if rank == 0:
+            order = {name: i for i, name in enumerate(sorted(n for group in plan for n in group))}
+            summary.results = sorted((r for part in gathered for r in part), key=lambda r: order[r.name])
+        else:
+            summary.results = mine
+        summary.seconds = time.perf_counter() - start
+        if rank == 0 and summary_path is not None and not summary.failed:
+            write_text(summary_path, json.dumps(summary.to_json(), indent=1) + "\n")
     return summary
 
 
-def _plan(input_dir: Path, output_dir: Path, config: ConvertConfig, world: int) -> list[list[str]]:
+def _prepare(input_dir: Path, output_dir: Path, config: ConvertConfig, world: int,
+             held: contextlib.ExitStack, summary_path: Path | None) -> tuple[list[list[str]], int]:
+    """Rank 0: check the arguments, take the lock, clean up; return the plan and inputs removed."""
     if config.to not in FORMATS:
         raise ValueError(f"--to {config.to!r}: must be one of {', '.join(FORMATS)}")
     if config.workers < 1:
@@ -329,12 +327,22 @@ def _plan(input_dir: Path, output_dir: Path, config: ConvertConfig, world: int) 
         raise ValueError(f"{input_dir}: not a directory")
     if output_dir.resolve() == input_dir.resolve():
         raise ValueError(f"{output_dir}: output directory must differ from the input directory")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"{output_dir}: exists and is not a directory") from None
+    except NotADirectoryError:
+        raise ValueError(f"{output_dir}: a parent of it exists and is not a directory") from None
+    held.enter_context(conversion_lock(output_dir))
+    # Nothing above touched a file; from here on this process owns the output directory.
+    if summary_path is not None:
+        summary_path.unlink(missing_ok=True)  # the done marker must never outlive a failed rerun
     files = list_inputs(input_dir)
     if not files:
         raise ValueError(f"{input_dir}: no *{SUFFIX} files")
-    output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(output_dir)
-    return partition(files, world)
+    removed = remove_vanished(output_dir, {name for name, _ in files})
+    return partition(files, world), removed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -351,12 +359,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``hpcdl convert``; the exit status is the same on every rank."""
+    die_with_launcher()
     comm = mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
-    if rank == 0 and args.summary is not None:
-        args.summary.unlink(missing_ok=True)  # the done marker must never outlive a failed rerun
     try:
-        summary = convert(args.input_dir, args.output_dir, ConvertConfig(args.to, args.workers), comm)
+        summary = convert(args.input_dir, args.output_dir, ConvertConfig(args.to, args.workers), comm,
+                          args.summary)
     except ValueError as exc:
         if rank == 0:
             print(f"hpcdl convert: error: {exc}", file=sys.stderr)
@@ -368,8 +376,6 @@ def main(args: argparse.Namespace) -> int:
                 print(f"hpcdl convert: error: {args.input_dir / result.name}: {result.error}", file=sys.stderr)
         print(summary.line())
         status = 1 if summary.failed else 0
-        if args.summary is not None and not status:
-            write_text(args.summary, json.dumps(summary.to_json(), indent=1) + "\n")
     if comm is not None:
         status = comm.bcast(status, root=0)
     return status

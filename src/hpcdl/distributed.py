@@ -10,13 +10,19 @@ Supported launchers, checked in this order (an ``mpirun`` inside a SLURM batch s
 * SLURM ``srun``: ``SLURM_PROCID``/``SLURM_LOCALID``/``SLURM_NTASKS``; the rendezvous host is the
   first of ``SLURM_JOB_NODELIST`` (expanded here, no ``scontrol`` needed);
 * a single plain process.
+
+Ranks started by ``mpirun`` call :func:`die_with_launcher` so that killing ``mpirun`` (even with
+``kill -9``) does not leave them running.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import signal
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +32,41 @@ DEFAULT_PORT = 29500
 # range and below the Linux ephemeral range, so concurrent jobs on a node rarely collide.
 PORT_BASE = 20000
 PORT_SPAN = 12000
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def under_mpi_launcher() -> bool:
     """True when started by an MPI launcher (Open MPI ``mpirun``, PMIx, or SLURM ``srun --mpi``)."""
     markers = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE")
     return any(name in os.environ for name in markers)
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Have Linux send this process SIGTERM when its parent exits; a no-op on other systems.
+
+    With ``parent``, the pid of the process that started this one, a parent that exited before
+    the request took effect (``os.getppid()`` has changed) terminates this process at once, as
+    the signal would have.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    # prctl cannot fail for PR_SET_PDEATHSIG with a valid signal number.
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        signal.raise_signal(signal.SIGTERM)
+
+
+def die_with_launcher() -> None:
+    """Under Open MPI, terminate this rank when ``mpirun`` (its parent) dies, even by ``kill -9``.
+
+    Without it an orphaned rank runs on, converting or training for nothing. Call it first thing
+    in a stage's entry point, before MPI is initialised; elsewhere (SLURM ``srun``, torchrun, a
+    plain process) it does nothing. A rank whose launcher died before this call is not detected
+    here (its parent's pid is unknown, and a parent of pid 1 is legitimate when ``mpirun`` is a
+    container's first process); MPI initialisation fails for it instead, the launcher being gone.
+    """
+    if "OMPI_COMM_WORLD_RANK" in os.environ:
+        die_with_parent()
 
 
 def mpi_comm() -> Any | None:

@@ -44,7 +44,8 @@ def _c_sorted(names: list[str]) -> list[str]:
 def write_lists(directory: Path) -> ListsSummary:
     """Write the four list files into ``directory``; raise ``ValueError`` naming what is wrong."""
     if not directory.is_dir():
-        raise ValueError(f"{directory}: not a directory")
+        reason = "exists and is not a directory" if directory.exists() else "no such directory"
+        raise ValueError(f"{directory}: {reason}")
     visible = [p.name for p in directory.iterdir() if not p.name.startswith(".")]
     listed = {kind: _c_sorted([n for n in visible if _PATTERNS[kind].search(n)]) for kind in KINDS}
     if not listed["data"]:

@@ -30,7 +30,7 @@ import multiprocessing
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +126,16 @@ def _write(job: _Job) -> dict[str, object]:
     }
 
 
+def _make_dir(directory: Path) -> None:
+    """Create ``directory`` (and its parents); a file in the way is a ``ValueError`` naming it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"{directory}: exists and is not a directory") from None
+    except NotADirectoryError:
+        raise ValueError(f"{directory}: a parent of it exists and is not a directory") from None
+
+
 def synthesize(out: Path, config: SynthConfig) -> dict[str, object]:
     """Write ``out/train``, ``out/validation`` and finally ``out/manifest.json``; return the manifest."""
     if config.crop_size < MIN_CROP:
@@ -139,9 +149,10 @@ def synthesize(out: Path, config: SynthConfig) -> dict[str, object]:
         for split in SPLITS
         for i in range(counts[split])
     ]
+    _make_dir(out)  # first, so a file at OUT itself is what the error names
     for split in SPLITS:
         directory = out / split
-        directory.mkdir(parents=True, exist_ok=True)
+        _make_dir(directory)
         # A rerun with fewer samples must not leave files a file-list glob would pick up.
         keep = {file_name(i) for i in range(counts[split])}
         for stale in directory.glob("*.tfrecord"):
@@ -189,7 +200,7 @@ def main(args: argparse.Namespace) -> int:
     config = SynthConfig(args.crop_size, args.train, args.validation, args.seed, args.workers)
     try:
         manifest = synthesize(args.out, config)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # OSError: an unusable output path, a full disk
         print(f"hpcdl synth: error: {exc}", file=sys.stderr)
         return 2
     print(

@@ -9,7 +9,6 @@ runs (:func:`scaling_runs`) and each run's system into its ``train:`` settings
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path

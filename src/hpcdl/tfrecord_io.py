@@ -31,6 +31,7 @@ _TRAILER = struct.Struct("<II")  # gzip member trailer: CRC32 and ISIZE (length 
 _GZIP_WBITS = 16 + 15  # zlib's "gzip container, 32 KiB window"
 
 FeatureValue = bytes | memoryview | np.ndarray
+LABEL_SIZE = 4  # the CosmoFlow targets: Omega_m, sigma_8, n_s, H_0
 
 
 class TFRecordError(ValueError):
@@ -280,16 +281,31 @@ class CosmoSample:
     y: np.ndarray
 
 
+def _check_label(label: FeatureValue) -> None:
+    """Raise ``TFRecordError`` unless ``label`` is 4 finite float32 values, naming what it is."""
+    expected = f"expected float_list of {LABEL_SIZE} values"
+    if not isinstance(label, np.ndarray) or label.dtype != np.float32:
+        # parse_example gives a float_list as float32, an int64_list as int64, a bytes_list as bytes.
+        kind = "int64_list" if isinstance(label, np.ndarray) else "bytes_list"
+        raise TFRecordError(f"feature 'y' is {kind}; {expected}")
+    if label.shape != (LABEL_SIZE,):
+        raise TFRecordError(f"feature 'y' holds {label.size} values; {expected}")
+    bad = np.flatnonzero(~np.isfinite(label))
+    if bad.size:
+        # A non-finite target turns the training loss into nan; stop here, naming the values.
+        where = ", ".join(f"{label[i]} at index {i}" for i in bad)
+        raise TFRecordError(f"feature 'y' holds non-finite values ({where})")
+
+
 def decode_cosmo_example(features: Mapping[str, FeatureValue], channels: int = 4) -> CosmoSample:
-    """Validate and decode the reference layout: ``x`` raw int16 (n,n,n,4) bytes, ``y`` 4 floats."""
+    """Validate and decode the reference layout: ``x`` raw int16 (n,n,n,4) bytes, ``y`` 4 finite floats."""
     for key in ("x", "y"):
         if key not in features:
             raise TFRecordError(f"missing feature {key!r} (have {sorted(features)})")
     raw, label = features["x"], features["y"]
     if not isinstance(raw, (bytes, memoryview)):
         raise TFRecordError("feature 'x' is not a bytes feature")
-    if not isinstance(label, np.ndarray) or label.dtype != np.float32 or label.shape != (4,):
-        raise TFRecordError(f"feature 'y' must be 4 float32 values, got {np.asarray(label).shape}")
+    _check_label(label)
     n_values, odd = divmod(len(raw), 2 * channels)
     side = round(n_values ** (1 / 3)) if n_values else 0
     if odd or side**3 != n_values or side == 0:

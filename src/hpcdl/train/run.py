@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from hpcdl import settings, workloads
-from hpcdl.distributed import detect
+from hpcdl.distributed import detect, die_with_launcher
 from hpcdl.train import spec as specs
 from hpcdl.train.checkpoint import ResumeError
 from hpcdl.train.config import TrainConfig
@@ -86,6 +86,7 @@ def main(args: argparse.Namespace) -> int:
         for line in problems:
             print(f"hpcdl train: error: {line}", file=sys.stderr)
         return 2
+    die_with_launcher()  # an orphaned rank would train on for nothing after mpirun is killed
     ctx = open_world(detect(), spec.train.device)
     try:
         summary = Trainer(ctx, spec, args.data_dir, args.output_dir).fit()
