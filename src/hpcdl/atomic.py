@@ -48,3 +48,12 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Atomically replace ``path`` with UTF-8 ``text``."""
     write_bytes(path, text.encode("utf-8"))
 
+
+def make_dir(directory: Path) -> None:
+    """Create ``directory`` and its parents; a file in the way is a ``ValueError`` naming it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"{directory}: exists and is not a directory") from None
+    except NotADirectoryError:
+        raise ValueError(f"{directory}: a parent of it exists and is not a directory") from None

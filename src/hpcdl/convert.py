@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from hpcdl import tfrecord_io
-from hpcdl.atomic import atomic_open, write_text
+from hpcdl.atomic import atomic_open, make_dir, write_text
 from hpcdl.convert_record import (
     Fingerprint,
     InputRecord,
@@ -327,12 +327,7 @@ def _prepare(input_dir: Path, output_dir: Path, config: ConvertConfig, world: in
         raise ValueError(f"{input_dir}: not a directory")
     if output_dir.resolve() == input_dir.resolve():
         raise ValueError(f"{output_dir}: output directory must differ from the input directory")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ValueError(f"{output_dir}: exists and is not a directory") from None
-    except NotADirectoryError:
-        raise ValueError(f"{output_dir}: a parent of it exists and is not a directory") from None
+    make_dir(output_dir)
     held.enter_context(conversion_lock(output_dir))
     # Nothing above touched a file; from here on this process owns the output directory.
     if summary_path is not None:

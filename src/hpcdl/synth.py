@@ -37,7 +37,7 @@ import numpy as np
 
 from isal import igzip
 
-from hpcdl.atomic import write_bytes, write_text
+from hpcdl.atomic import make_dir, write_bytes, write_text
 from hpcdl.tfrecord_io import encode_example, frame_record
 
 SPLITS = ("train", "validation")
@@ -126,16 +126,6 @@ def _write(job: _Job) -> dict[str, object]:
     }
 
 
-def _make_dir(directory: Path) -> None:
-    """Create ``directory`` (and its parents); a file in the way is a ``ValueError`` naming it."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ValueError(f"{directory}: exists and is not a directory") from None
-    except NotADirectoryError:
-        raise ValueError(f"{directory}: a parent of it exists and is not a directory") from None
-
-
 def synthesize(out: Path, config: SynthConfig) -> dict[str, object]:
     """Write ``out/train``, ``out/validation`` and finally ``out/manifest.json``; return the manifest."""
     if config.crop_size < MIN_CROP:
@@ -149,10 +139,10 @@ def synthesize(out: Path, config: SynthConfig) -> dict[str, object]:
         for split in SPLITS
         for i in range(counts[split])
     ]
-    _make_dir(out)  # first, so a file at OUT itself is what the error names
+    make_dir(out)  # first, so a file at OUT itself is what the error names
     for split in SPLITS:
         directory = out / split
-        _make_dir(directory)
+        make_dir(directory)
         # A rerun with fewer samples must not leave files a file-list glob would pick up.
         keep = {file_name(i) for i in range(counts[split])}
         for stale in directory.glob("*.tfrecord"):
