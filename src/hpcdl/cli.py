@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("hpcdl.train.run", "train a workload data-parallel with MLPerf HPC logging"),
     "settings": ("hpcdl.settings_cmd", "print the settings schema or documentation table"),
     "report": ("hpcdl.report", "render the HTML report of one or more training runs"),
+    "results": ("hpcdl.results", "score runs and published MLPerf HPC results by the rules, side by side"),
     "launch-cmd": ("hpcdl.launch", "print the launch command a rule runs for a container runtime"),
     "container": ("hpcdl.container", "regenerate the Apptainer recipe, enroot import, apptainer exec"),
 }

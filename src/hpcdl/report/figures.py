@@ -30,7 +30,7 @@ class RunFigure:
     png: bytes
 
 
-def _png(fig: Figure) -> bytes:
+def png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     # No "Software" stamp: the same data gives the same bytes whatever matplotlib build drew them.
     fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
@@ -64,7 +64,7 @@ def loss(run: Run) -> RunFigure:
         ax.plot(*run.series("val_loss"), "s-", label="validation")
     clause = _target(run, ax, "val_loss")
     ax.legend()
-    return RunFigure("loss", f"Training and validation loss per epoch{clause}.", _png(fig))
+    return RunFigure("loss", f"Training and validation loss per epoch{clause}.", png(fig))
 
 
 def metric(run: Run, key: str) -> RunFigure:
@@ -74,7 +74,7 @@ def metric(run: Run, key: str) -> RunFigure:
     ax.plot(*run.series(key), "o-", color="C2", label=f"validation {name}")
     clause = _target(run, ax, key)
     ax.legend()
-    return RunFigure(key, f"Validation {name} per epoch{clause}.", _png(fig))
+    return RunFigure(key, f"Validation {name} per epoch{clause}.", png(fig))
 
 
 def lr(run: Run) -> RunFigure:
@@ -82,7 +82,7 @@ def lr(run: Run) -> RunFigure:
     fig, ax = _axes("Learning rate schedule", "learning rate (end of epoch)")
     ax.step(*run.series("lr"), "o-", where="post", color="C4")
     ax.set_ylim(bottom=0)
-    return RunFigure("lr", "Learning rate in force at the end of each epoch.", _png(fig))
+    return RunFigure("lr", "Learning rate in force at the end of each epoch.", png(fig))
 
 
 def throughput(run: Run) -> RunFigure:
@@ -94,7 +94,7 @@ def throughput(run: Run) -> RunFigure:
         ax.axhline(typical, color="C1", linestyle="--", label=f"median {typical:.3g} samples/s")
         ax.legend()
     return RunFigure("throughput", "Global training throughput per epoch; dashed: the median "
-                     "(first epoch excluded).", _png(fig))
+                     "(first epoch excluded).", png(fig))
 
 
 def run_figures(run: Run) -> list[RunFigure]:
@@ -160,4 +160,4 @@ def scaling(points: list[ScalingPoint]) -> bytes:
     right.set_ylabel("efficiency %")
     for ax in (left, right):
         ax.grid(True, alpha=0.3, which="both")
-    return _png(fig)
+    return png(fig)

@@ -58,20 +58,20 @@ def fmt_number(value: Any, spec: str = ".4g") -> str:
     return str(value)
 
 
-def _badge(text: str, good: bool | None) -> str:
+def badge(text: str, good: bool | None) -> str:
     cls = "neutral" if good is None else ("ok" if good else "bad")
     return f'<span class="badge {cls}">{escape(text)}</span>'
 
 
 def status_badge(status: Any) -> str:
-    return _badge(f"run {status}", status == "success")
+    return badge(f"run {status}", status == "success")
 
 
 def verdict_badge(verdict: Verdict) -> str:
-    return _badge(f"MLPerf compliance {verdict.verdict}", verdict.passed)
+    return badge(f"MLPerf compliance {verdict.verdict}", verdict.passed)
 
 
-def _img(png: bytes, alt: str) -> str:
+def img(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
 
@@ -93,7 +93,7 @@ def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
     return f"<table><thead><tr><th>{escape(head[0])}</th><th>{escape(head[1])}</th></tr></thead><tbody>{body}</tbody></table>"
 
 
-def _document(title: str, body: str) -> str:
+def document(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -119,7 +119,7 @@ def run_page(run: Run, verdict: Verdict, figures: list[RunFigure]) -> str:
                   "device", "global_batch_size", "parameters", "train_samples", "eval_samples")
     facts = [(k.replace("_", " "), fmt_number(getattr(s, k))) for k in facts_keys]
     figs = "".join(
-        f"<figure>{_img(f.png, f.caption)}<figcaption>{escape(f.caption)}</figcaption></figure>" for f in figures
+        f"<figure>{img(f.png, f.caption)}<figcaption>{escape(f.caption)}</figcaption></figure>" for f in figures
     )
     checker_lines = "\n".join(verdict.lines) or "(the checker printed nothing relevant)"
     command = f"<code>{escape(verdict.command)}</code>" if verdict.command else ""
@@ -138,7 +138,7 @@ def run_page(run: Run, verdict: Verdict, figures: list[RunFigure]) -> str:
 <p>{verdict_badge(verdict)}{command}</p>
 <pre>{escape(checker_lines)}</pre>
 <p class="muted">Run directory: {escape(str(run.directory))}</p>"""
-    return _document(title, body)
+    return document(title, body)
 
 
 def index_page(rows: list[tuple[Run, Verdict]], points: list[ScalingPoint], scaling_png: bytes | None,
@@ -173,7 +173,7 @@ def index_page(rows: list[tuple[Run, Verdict]], points: list[ScalingPoint], scal
         )
         body += (
             "\n<h2>Scaling</h2>\n<figure>"
-            + _img(scaling_png, "throughput and parallel efficiency against ranks")
+            + img(scaling_png, "throughput and parallel efficiency against ranks")
             + f"<figcaption>Speedup and efficiency relative to the smallest run ({points[0].world_size} "
             "rank(s)); runs with the same world size are averaged.</figcaption></figure>\n"
             "<table><thead><tr><th>ranks</th><th>runs</th><th>samples/s</th><th>speedup</th>"
@@ -181,4 +181,4 @@ def index_page(rows: list[tuple[Run, Verdict]], points: list[ScalingPoint], scal
         )
     if errors:
         body += "\n<h2>Runs that could not be reported</h2>\n<pre>" + escape("\n".join(errors)) + "</pre>"
-    return _document("Training runs", body)
+    return document("Training runs", body)
