@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
-import http.server
 import json
 import logging
 import re
-import shutil
 import struct
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +22,7 @@ from mlperf_logging import mllog
 from mlperf_logging.mllog import constants as c
 
 from conftest import BIN, run_tool
+from helpers.browser import harness_result
 from hpcdl import records
 from hpcdl.report import ReportConfig, compliance, render
 from hpcdl.report.html import fmt_seconds
@@ -382,36 +379,10 @@ window.addEventListener("load", () => {
 @pytest.mark.browser
 @pytest.mark.network
 def test_pages_render_in_headless_chromium(tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no chromium on PATH")
     runs = [make_run(tmp_path / "runs", f"n{n}", world_size=n, samples_per_s=8.0 * n) for n in (1, 2)]
     proc = report(runs, tmp_path / "site" / "out", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    (tmp_path / "site" / "harness.html").write_text(HARNESS)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path / "site")))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        dom = run_tool([
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000", "--dump-dom",
-            f"http://127.0.0.1:{server.server_address[1]}/harness.html",
-        ], timeout=180)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-    match = re.search(r'<pre id="result">(.*?)</pre>', dom.stdout)
-    assert match, f"harness did not report:\n{dom.stdout[-2000:]}\n{dom.stderr[-2000:]}"
-    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    result = harness_result(tmp_path / "site", HARNESS, tmp_path / "profile")
     assert result == {
         "run": {"title": "cosmoflow run n1", "images": 4, "decoded": 4},
         "index": {"title": "Training runs", "images": 1, "decoded": 1},

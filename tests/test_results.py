@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import functools
-import http.server
 import io
 import json
 import re
-import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +29,7 @@ import pytest
 from mlperf_logging.result_summarizer import result_summarizer as summarizer
 
 from conftest import BIN, REPO, run_tool
+from helpers.browser import harness_result
 from helpers.mlperf_results import (T0, Run, write_folder, write_run_dir, write_with_hpcdl,
                                     write_with_mllog)
 from hpcdl import records
@@ -336,32 +333,7 @@ window.addEventListener("load", () => {
 @pytest.mark.browser
 @pytest.mark.network
 def test_page_renders_in_headless_chromium(compared: Any, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no chromium on PATH")
     site = compared[1].parent
-    (site / "harness.html").write_text(HARNESS)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        dom = run_tool([
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000", "--dump-dom",
-            f"http://127.0.0.1:{server.server_address[1]}/harness.html",
-        ], timeout=180)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-    match = re.search(r'<pre id="result">(.*?)</pre>', dom.stdout)
-    assert match, f"harness did not report:\n{dom.stdout[-2000:]}\n{dom.stderr[-2000:]}"
-    result = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    result = harness_result(site, HARNESS, tmp_path / "profile")
     assert result == {"title": "cosmoflow results compared", "images": 2, "decoded": 2, "widths": [True, True],
                       "mine": ["rgb(255, 241, 204)"], "folders": 5}
