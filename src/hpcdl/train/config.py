@@ -46,7 +46,8 @@ class TrainConfig:
     resume: bool = setting(True, "continue from RUN/checkpoint.pt when it exists; refused when it was written"
                            " for other settings, data or world size", resumable=True)
     skip_check: bool = setting(False, "skip reading every sample file's header and label before training"
-                               " (file names and sizes are still read)", resumable=True)
+                               " (file names and sizes are still read, and the first sample checked)",
+                               resumable=True)
     num_workers: int = setting(0, "data loader worker processes per rank", minimum=0, resumable=True)
     device: str = setting("auto", "auto | cpu | cuda (one GPU per local rank)", choices=("auto", "cpu", "cuda"))
     compile: bool = setting(False, "torch.compile the model", resumable=True)

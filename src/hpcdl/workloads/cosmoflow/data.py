@@ -73,8 +73,8 @@ def _problem(data: Path, label: Path, side: int) -> str | None:
             return f"{data}: expected int16 (n, n, n, 4), got {dtype} {shape}"
         if shape[0] != side:
             return f"{data}: crop side {shape[0]}, but the split's first sample has {side}"
-        if data.stat().st_size != size:
-            return f"{data}: {data.stat().st_size} bytes, its header promises {size} (truncated?)"
+        if (actual := data.stat().st_size) != size:
+            return f"{data}: {actual} bytes, its header promises {size} (truncated?)"
         path = label
         y = np.load(label)
         if y.shape != (4,) or y.dtype.kind != "f":
@@ -91,21 +91,11 @@ def _problem(data: Path, label: Path, side: int) -> str | None:
 def check_pairs(pairs: list[tuple[Path, ...]], first: tuple[Path, ...]) -> list[str]:
     """Problems of ``pairs``, one line each: headers, sizes, shapes against ``first``, labels."""
     try:
-        _, shape, _ = _npy_header(first[0])
-        side = int(shape[0])
+        side = int(_npy_header(first[0])[1][0])
     except (OSError, ValueError, EOFError, IndexError):
-        side = -1
-    if side < 0:  # reported once, by the share holding the first pair
+        # The first pair itself is unusable: its own problem says why, once, from the share holding it.
         return [_problem(first[0], first[1], 0) or f"{first[0]}: unreadable"] if first in pairs else []
     return [p for data, label in pairs if (p := _problem(data, label, side))]
-
-
-def crop_size(split: Split) -> int:
-    """Cube side of the samples (from the first file, which must be int16 (n, n, n, 4))."""
-    x = np.load(split.data[0], mmap_mode="r")
-    if x.dtype != np.int16 or x.ndim != 4 or x.shape[-1] != 4 or len(set(x.shape[:3])) != 1:
-        raise DataError(f"{split.data[0]}: expected int16 (n, n, n, 4), got {x.dtype} {x.shape}")
-    return int(x.shape[0])
 
 
 class NpyDataset(torch.utils.data.Dataset):

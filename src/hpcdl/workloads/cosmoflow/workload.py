@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpcdl.workloads import Target
+from hpcdl.workloads import DataError, Target
 from hpcdl.workloads.base import Metric, Workload
 from hpcdl.workloads.cosmoflow import data
 from hpcdl.workloads.cosmoflow.params import CosmoFlowParams
@@ -35,7 +35,10 @@ class CosmoFlowWorkload(Workload):
 
     def open_split(self, params: CosmoFlowParams, split_dir: Path) -> data.NpyDataset:
         split = data.read_split(split_dir)
-        data.crop_size(split)  # the first sample's dtype and shape, before any training
+        first = (split.data[0], split.labels[0])
+        # The model is built from the first sample: checked even when --skip-check skipped the rest.
+        if problems := data.check_pairs([first], first):
+            raise DataError(problems[0])
         return data.NpyDataset(split)
 
     def data_files(self, params: CosmoFlowParams, split_dir: Path) -> list[tuple[Path, ...]]:
