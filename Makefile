@@ -11,8 +11,9 @@ ifeq ($(shell id -u),0)
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 endif
-# buildah and debootstrap build the image for tests/test_image.py (containers/build-cpu-base.sh).
-APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium buildah debootstrap
+# buildah (with crun, the runtime it was verified with) and debootstrap build the image for
+# tests/test_image.py (containers/build-cpu-base.sh).
+APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium buildah crun debootstrap
 CORES ?= 2
 
 .PHONY: demo test deps venv
