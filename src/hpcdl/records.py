@@ -26,7 +26,9 @@ METRICS = "metrics.jsonl"
 SUMMARY = "run.json"
 MLLOG = "mllog.txt"
 CHECKPOINT = "checkpoint.pt"
-STATUSES = ("success", "aborted", "diverged")
+# success: target reached; aborted: out of epochs; stopped: no validation-loss gain for
+# train.patience epochs (early stopping); diverged: a non-finite training loss.
+STATUSES = ("success", "aborted", "stopped", "diverged")
 # Run names become file names (report pages, figure folders): one safe path component.
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -41,8 +43,9 @@ def _number(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One completed epoch. ``metrics`` holds the validation metrics (``val_<name>``); non-finite
-    values (a diverged run) are written as JSON ``null``."""
+    """One completed epoch. ``metrics`` holds the validation metrics (``val_<name>``) and, when
+    ``train.train_eval_samples`` is set, the same metrics over that many clean (unaugmented)
+    training samples (``trainset_<name>``); non-finite values (a diverged run) are JSON ``null``."""
 
     epoch: int
     train_loss: float | None
@@ -81,7 +84,13 @@ class EpochRecord:
 @dataclass(frozen=True)
 class RunSummary:
     """The outcome of a run. ``target`` is ``{metric, mode, threshold}`` over the validation
-    metric ``val_<metric>``; ``best``/``final`` are that metric's best and last values."""
+    metric ``val_<metric>``; ``best``/``final`` are that metric's best and last values.
+
+    ``test`` holds the workload's metrics over the data's ``test/`` split with the final weights
+    (``test_<name>``; empty without a test split). ``tallies`` holds the workload's summed tables
+    per split with the final weights, e.g. ``{"validation": {"confusion": [[...]]}}`` (rows: true
+    class, columns: predicted). Both are absent from runs of older versions, hence defaults.
+    """
 
     run_name: str
     workload: str
@@ -104,6 +113,8 @@ class RunSummary:
     metric_names: list[str]
     mlperf_benchmark: str | None
     spec: dict[str, Any]
+    test: dict[str, float] = dataclasses.field(default_factory=dict)
+    tallies: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -112,7 +123,8 @@ class RunSummary:
     def from_json(cls, data: Any, where: str) -> RunSummary:
         if not isinstance(data, dict):
             raise RecordError(f"{where}: expected a JSON object, got {type(data).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
+        fields = dataclasses.fields(cls)
+        names = [f.name for f in fields if f.name in data or f.default_factory is dataclasses.MISSING]
         missing = [k for k in names if k not in data]
         if missing:
             raise RecordError(f"{where}: missing {', '.join(missing)}")
@@ -128,6 +140,11 @@ class RunSummary:
         if not (isinstance(target, dict) and isinstance(target.get("metric"), str)
                 and target.get("mode") in ("min", "max") and _number(target.get("threshold"))):
             raise RecordError(f"{where}: target {target!r} is not {{metric, mode: min|max, threshold}}")
+        test = data.get("test", {})
+        if not isinstance(test, dict) or not all(isinstance(k, str) and _number(v) for k, v in test.items()):
+            raise RecordError(f"{where}: test {test!r} is not an object of finite numbers")
+        if not isinstance(data.get("tallies", {}), dict):
+            raise RecordError(f"{where}: tallies {data['tallies']!r} is not an object")
         return cls(**{k: data[k] for k in names})
 
     @property

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from hpcdl.settings import Namer, flag_name, setting
 
 SUBMISSION_STATUSES = ("onprem", "cloud", "preview", "research")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,18 @@ class TrainConfig:
     lr_scheduler_decays: tuple[float, float] = setting(
         (0.25, 0.125), "factors of base_lr in force from those epochs on (non-increasing)",
         exclusive_minimum=0, exclusive_maximum=1)
-    momentum: float = setting(0.9, "SGD momentum", minimum=0, exclusive_maximum=1)
-    weight_decay: float = setting(0.0, "SGD weight decay", minimum=0)
+    optimizer: str = setting("sgd", "sgd (with momentum) | adamw (decoupled weight decay)",
+                             choices=OPTIMIZERS)
+    momentum: float = setting(0.9, "SGD momentum; AdamW's first-moment decay (beta1)", minimum=0,
+                              exclusive_maximum=1)
+    weight_decay: float = setting(0.0, "weight decay (SGD: L2 in the gradient; AdamW: decoupled)", minimum=0)
+    stop_at_target: bool = setting(True, "stop once the validation metric reaches the workload's target"
+                                   " (false: run every epoch, as studies comparing curves do)", resumable=True)
+    patience: int = setting(0, "stop early (status stopped) after this many epochs without a lower validation"
+                            " loss; 0 never", minimum=0, resumable=True)
+    train_eval_samples: int = setting(
+        0, "also evaluate the metrics on this many clean training samples each epoch (trainset_<metric>,"
+        " for the train-validation gap); 0 none", minimum=0, resumable=True)
     shuffle: bool = setting(False, "reshuffle the training set every epoch (from the seed)")
     scale_lr: bool = setting(False, "scale base_lr by global batch / reference_batch")
     reference_batch: int = setting(64, "global batch base_lr is tuned for (with scale_lr)", minimum=1)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -58,11 +60,21 @@ def pick_device(choice: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_threads(local_world_size: int) -> int:
+    """Intra-op threads per CPU rank: this process's cores shared by the node's ranks, so ranks do
+    not oversubscribe the cores (``OMP_NUM_THREADS``, when set, decides instead)."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return max(1, len(os.sched_getaffinity(0)) // max(1, local_world_size))
+
+
 def open_world(env: DistEnv, device_choice: str) -> TrainContext:
     """Join the launcher's whole world (NCCL on GPUs, gloo on CPUs) as one training's context."""
     device = pick_device(device_choice, env.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(cpu_threads(env.local_world_size))
     init_torch(env, "nccl" if device.type == "cuda" else "gloo")
     return TrainContext(env.rank, env.world_size, env.local_rank, env.local_world_size, env.nodes,
                         env.launcher, device)

@@ -27,14 +27,17 @@ SHOWN = 20  # problem lines printed per rank; the summary line gives the total
 
 @dataclass(frozen=True)
 class SplitInventory:
-    """A split's sample count, total bytes and a digest of its file names in order."""
+    """A split's file-group count (samples, for one sample per group), total bytes, a digest of its
+    file names in order and the workload's digest of the content (``data_identity``), if any."""
 
     samples: int
     bytes: int
     names_sha256: str
+    content: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Without a content digest the fingerprint stays as it was before there was one.
+        return {k: v for k, v in asdict(self).items() if k != "content" or v}
 
 
 def take(ctx: TrainContext, workload: Workload, params: Any, split_dir: Path, check: bool) -> SplitInventory:
@@ -65,4 +68,5 @@ def take(ctx: TrainContext, workload: Workload, params: Any, split_dir: Path, ch
     if totals[0]:
         raise DataError(f"{split_dir}: {int(totals[0])} of {len(groups)} samples have bad files (named above);"
                         " reconvert them or fix the file lists")
-    return SplitInventory(len(groups), int(totals[1]), hashlib.sha256(names.encode()).hexdigest())
+    return SplitInventory(len(groups), int(totals[1]), hashlib.sha256(names.encode()).hexdigest(),
+                          workload.data_identity(params, split_dir))

@@ -1,4 +1,5 @@
-"""Learning-rate schedule: linear warmup, then piecewise-constant decay (the reference's).
+"""Learning-rate schedule: linear warmup, then piecewise-constant decay (the reference's), and
+the optimizer it drives.
 
 The schedule is evaluated per optimizer step at the fractional epoch ``epoch + step / steps``
 (0-based), so warmup rises smoothly within epochs like the reference implementation.
@@ -6,7 +7,12 @@ The schedule is evaluated per optimizer step at the fractional epoch ``epoch + s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+import torch
+
+from hpcdl.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -29,3 +35,11 @@ class Schedule:
             if epoch >= boundary:
                 factor = decay
         return self.base_lr * factor
+
+
+def optimizer(cfg: TrainConfig, parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over ``parameters`` at ``lr``: SGD with momentum (the reference's) or AdamW,
+    whose first-moment decay is ``cfg.momentum`` so one setting means the same thing for both."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(parameters, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -87,13 +87,15 @@ def build(workload: str, train: Mapping[str, Any], params: Mapping[str, Any], st
     return RunSpec(workload, cfg, wp)
 
 
-def from_config(config: Mapping[str, Any], train: Mapping[str, Any] | None = None) -> RunSpec:
-    """The spec of the workflow config's run; ``train`` replaces the ``train:`` section (scaling runs)."""
+def from_config(config: Mapping[str, Any], train: Mapping[str, Any] | None = None,
+                params: Mapping[str, Any] | None = None) -> RunSpec:
+    """The spec of the workflow config's run; ``train`` replaces the ``train:`` section (scaling
+    runs), ``params`` the workload's section (study arms)."""
     workload = config.get("workload", workloads.DEFAULT)
     section = dict(config["train"] if train is None else train)
     for f in settings.fields(Placement):
         section.pop(f.name, None)
-    return build(workload, section, config.get(workload) or {}, style="config")
+    return build(workload, section, config.get(workload) or {} if params is None else params, style="config")
 
 
 def read(path: Path) -> dict[str, Any]:

@@ -7,8 +7,10 @@ streams (``torch.Generator`` seeded from the run seed, epoch and rank) and its M
 uses only the process group in its context, so several trainings can run one after another in a
 process or side by side on sub-groups. Rank 0 of the context writes every file, atomically.
 
-A run that reaches its workload's target stops with status ``success``; one that runs out of
-epochs ends ``aborted``; a non-finite training loss stops it at once as ``diverged``.
+A run that reaches its workload's target stops with status ``success`` (or runs on, with
+``stop_at_target`` false); one that runs out of epochs ends ``aborted``; ``patience`` epochs
+without a lower validation loss stop it as ``stopped``; a non-finite training loss stops it at
+once as ``diverged``. A ``test/`` split in the data is evaluated once, with the final weights.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from mlperf_logging.mllog import constants
 
@@ -26,13 +29,16 @@ from hpcdl import records, workloads
 from hpcdl.atomic import write_text
 from hpcdl.train import checkpoint, data, inventory
 from hpcdl.train.context import TrainContext
+from hpcdl.train.evaluate import evaluate
 from hpcdl.train.mllog import MLLog, log_submission
-from hpcdl.train.schedule import Schedule
+from hpcdl.train.schedule import Schedule, optimizer
 from hpcdl.train.spec import RunSpec
-from hpcdl.train.step import autocast, place_model, train_step
+from hpcdl.train.step import place_model, train_step
+from hpcdl.workloads.base import BatchRandom
 from hpcdl.workloads.layers import attach_generator
 
 SPLITS = ("train", "validation")
+TEST = "test"  # optional: evaluated once at the end, never used to stop or select
 
 
 class Trainer:
@@ -74,13 +80,15 @@ class Trainer:
                        ctx.nodes, ctx.local_world_size if gpu else 0)
         if cfg.staging_dir:
             self._stage(Path(cfg.staging_dir))
+        names = SPLITS + ((TEST,) if (self.data_dir / TEST).is_dir() else ())
         splits = {split: inventory.take(ctx, self.workload, self.params, self.data_dir / split, not cfg.skip_check)
-                  for split in SPLITS}
+                  for split in names}
         self.fingerprint = checkpoint.fingerprint(self.spec, ctx.world_size, splits)
         if state is not None:
             checkpoint.check_resumable(ckpt, state, self.fingerprint)
-        self.train_set = self.workload.open_split(self.params, self.data_dir / "train")
-        self.val_set = self.workload.open_split(self.params, self.data_dir / "validation")
+        self.train_set, self.val_set, *test = (
+            data.place(self.workload.open_split(self.params, self.data_dir / split), ctx.device) for split in names)
+        self.test_set = test[0] if test else None
         self.global_batch = cfg.batch_size * ctx.world_size
         self.steps = data.steps_per_epoch(len(self.train_set), ctx.world_size, cfg.batch_size)
         if self.steps == 0:
@@ -90,8 +98,7 @@ class Trainer:
         self.net = place_model(self.workload.build_model(self.params, self.train_set[0], init), ctx.device)
         self.schedule = Schedule(cfg.initial_lr, cfg.base_lr * cfg.lr_factor(self.global_batch),
                                  cfg.warmup_epochs, cfg.lr_scheduler_epochs, cfg.lr_scheduler_decays)
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=self.schedule.lr(0), momentum=cfg.momentum,
-                                   weight_decay=cfg.weight_decay)
+        self.opt = optimizer(cfg, self.net.parameters(), self.schedule.lr(0))
         self.start_epoch, elapsed_before = 0, 0.0
         if state is not None:
             self.net.load_state_dict(state["model"])
@@ -136,7 +143,7 @@ class Trainer:
         log.event(constants.TRAIN_SAMPLES, len(self.train_set))
         log.event(constants.EVAL_SAMPLES, len(self.val_set))
         log.event(constants.GRADIENT_ACCUMULATION_STEPS, 1)
-        log.event(constants.OPT_NAME, "sgd")
+        log.event(constants.OPT_NAME, cfg.optimizer)
         log.event(constants.OPT_BASE_LR, s.base_lr)
         log.event(constants.OPT_LR_WARMUP_EPOCHS, cfg.warmup_epochs)
         log.event(constants.OPT_LR_WARMUP_FACTOR, s.base_lr / cfg.initial_lr if cfg.initial_lr else 0.0)
@@ -152,6 +159,7 @@ class Trainer:
         The loss stays on the device until the epoch ends: no host sync per step."""
         ctx, cfg = self.ctx, self.cfg
         gen = self._generator(epoch, ctx.rank)
+        rng = BatchRandom(gen, np.random.default_rng([cfg.seed, epoch, ctx.rank]))
         attach_generator(self.net, gen)
         self.model.train()
         idx = data.train_indices(len(self.train_set), epoch, ctx.rank, ctx.world_size, cfg.batch_size,
@@ -170,31 +178,39 @@ class Trainer:
                 group["lr"] = lr
             x = x.to(ctx.device, non_blocking=True)
             y = y.to(ctx.device, non_blocking=True)
-            x, y = self.workload.transform_batch(self.params, x, y, gen)
+            x, y = self.workload.transform_batch(self.params, x, y, rng)
             loss = train_step(self.model, self.opt, self.workload.loss, x, y, ctx.device)
             loss_sum += loss.detach().double() * x.shape[0]
         total = float(ctx.all_sum(loss_sum))
         return total / (self.steps * self.global_batch), lr, time.perf_counter() - t0
 
     def evaluate(self) -> dict[str, float]:
-        """Every workload metric over the whole validation split, exact across ranks:
-        per-rank (sum, count) pairs accumulated on the device and all-reduced once."""
-        ctx = self.ctx
-        metrics = self.workload.metrics()
-        sums = torch.zeros(2 * len(metrics), dtype=torch.float64, device=ctx.device)
-        self.net.eval()
-        idx = data.val_indices(len(self.val_set), ctx.rank, ctx.world_size)
-        with torch.no_grad(), autocast(ctx.device):
-            for x, y in data.loader(self.val_set, idx, self.cfg.batch_size, self.cfg.num_workers,
-                                    ctx.device.type == "cuda"):
-                out = self.net(x.to(ctx.device, non_blocking=True))
-                y = y.to(ctx.device, non_blocking=True)
-                for i, fn in enumerate(metrics.values()):
-                    total, count = fn(out, y)
-                    sums[2 * i] += total.double()
-                    sums[2 * i + 1] += count
-        values = ctx.all_sum(sums).tolist()
-        return {f"val_{name}": values[2 * i] / values[2 * i + 1] for i, name in enumerate(metrics)}
+        """Every workload metric over the whole validation split (``val_<name>``) and, with
+        ``train_eval_samples``, over that many clean training samples (``trainset_<name>``)."""
+        cfg, metrics = self.cfg, self.workload.metrics()
+        values, _ = evaluate(self.ctx, self.net, self.val_set, len(self.val_set), metrics, cfg.batch_size,
+                             cfg.num_workers, "val")
+        if cfg.train_eval_samples:
+            more, _ = evaluate(self.ctx, self.net, self.train_set, min(cfg.train_eval_samples, len(self.train_set)),
+                               metrics, cfg.batch_size, cfg.num_workers, "trainset")
+            values.update(more)
+        return values
+
+    def final_evaluation(self) -> tuple[dict[str, float], dict[str, Any]]:
+        """The test split's metrics and every split's tallies, with the final weights."""
+        cfg, metrics, tallies = self.cfg, self.workload.metrics(), self.workload.tallies(self.params)
+        test: dict[str, float] = {}
+        tables: dict[str, Any] = {}
+        if tallies:
+            tables["classes"] = self.workload.class_names(self.params, self.data_dir)
+            _, tables["validation"] = evaluate(self.ctx, self.net, self.val_set, len(self.val_set), {}, cfg.batch_size,
+                                               cfg.num_workers, "val", tallies)
+        if self.test_set is not None:
+            test, counts = evaluate(self.ctx, self.net, self.test_set, len(self.test_set), metrics, cfg.batch_size,
+                                    cfg.num_workers, "test", tallies)
+            if tallies:
+                tables["test"] = counts
+        return test, tables
 
     def save_epoch(self) -> None:
         """Rank 0: metrics.jsonl, checkpoint.pt and the MLPerf log, each replaced atomically."""
@@ -245,8 +261,7 @@ class Trainer:
                   file=sys.stderr, flush=True)
             return self.finish(status)
         for epoch in range(self.start_epoch, self.cfg.epochs):
-            if self.history and self.target.reached(self.best):  # a resumed run that had converged
-                status = "success"
+            if self._should_stop():  # a resumed run that had already ended
                 break
             num = epoch + 1
             self.log.start(constants.EPOCH_START, epoch_num=num)
@@ -270,15 +285,33 @@ class Trainer:
                                                     now - self.run_start, values))
             self.save_epoch()
             self._report(self.history[-1])
-            if self.target.reached(values[key]):
-                status = "success"
+            if self._should_stop():
                 break
+        if status != "diverged" and self.history:
+            status = ("success" if self.target.reached(self.best)
+                      else "stopped" if self._epochs_without_gain() >= self.cfg.patience > 0 else "aborted")
         return self.finish(status)
+
+    def _epochs_without_gain(self) -> int:
+        """Epochs since the lowest validation loss so far (0: the last epoch set it)."""
+        losses = [m.metrics.get("val_loss") for m in self.history]
+        finite = [(v, i) for i, v in enumerate(losses) if v is not None]
+        return len(losses) - 1 - min(finite)[1] if finite else 0
+
+    def _should_stop(self) -> bool:
+        """After an epoch: the target reached (when it ends runs) or patience run out."""
+        if not self.history:
+            return False
+        if self.cfg.stop_at_target and self.target.reached(self.best):
+            return True
+        return 0 < self.cfg.patience <= self._epochs_without_gain()
 
     def finish(self, status: str) -> records.RunSummary:
         """Close the MLPerf log and write ``run.json`` (the done-marker) last."""
-        self.log.end(constants.RUN_STOP, status="aborted" if status == "diverged" else status)
+        time_to_train = time.perf_counter() - self.run_start
+        self.log.end(constants.RUN_STOP, status="success" if status == "success" else "aborted")
         self.log.flush()
+        test, tallies = self.final_evaluation() if status != "diverged" else ({}, {})
         key = f"val_{self.target.metric}"
         finals = [m.metrics[key] for m in self.history if key in m.metrics]
         ctx = self.ctx
@@ -286,13 +319,13 @@ class Trainer:
             run_name=self.cfg.run_name, workload=self.spec.workload, status=status,
             target={**self.target.as_dict()}, best=None if math.isnan(self.best) else self.best,
             final=finals[-1] if finals else None, epochs_run=len(self.history),
-            time_to_train_s=time.perf_counter() - self.run_start, staging_s=self.staging_s,
+            time_to_train_s=time_to_train, staging_s=self.staging_s,
             world_size=ctx.world_size, local_world_size=ctx.local_world_size, nodes=ctx.nodes,
             launcher=ctx.launcher, device=ctx.device.type, global_batch_size=self.global_batch,
             train_samples=len(self.train_set), eval_samples=len(self.val_set),
             parameters=sum(p.numel() for p in self.net.parameters() if p.requires_grad),
             metric_names=[f"val_{n}" for n in self.workload.metrics()],
-            mlperf_benchmark=self.workload.mlperf_benchmark, spec=self.spec.as_dict(),
+            mlperf_benchmark=self.workload.mlperf_benchmark, spec=self.spec.as_dict(), test=test, tallies=tallies,
         )
         if ctx.is_root:
             # metrics.jsonl again: a resumed run may end before its first epoch (already converged)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +23,21 @@ from hpcdl.workloads import DataError, Target
 
 # (model output, labels) -> (sum, count) over the batch, both tensors on the model's device
 Metric = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# (model output, labels) -> a table of counts over the batch (e.g. a confusion matrix), summed
+# over batches and ranks like a metric's sums
+Tally = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class BatchRandom:
+    """A training step's random streams, re-seeded from (seed, epoch, rank) every epoch.
+
+    ``device`` draws on the training device (permutations, masks, flips); ``host`` draws what
+    torch cannot draw from a generator (Beta variates), each draw copied to the device without a
+    synchronisation."""
+
+    device: torch.Generator
+    host: np.random.Generator
 
 
 class Workload(ABC):
@@ -64,9 +81,24 @@ class Workload(ABC):
         """The metric, direction and threshold that end a run successfully."""
 
     def transform_batch(self, params: Any, x: torch.Tensor, y: torch.Tensor,
-                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-batch training transform on the device (augmentation, MixUp); identity here."""
+                        rng: BatchRandom) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-batch training transform on the device (augmentation, MixUp); identity here.
+        Evaluation never calls it: validation and test data are always clean."""
         return x, y
+
+    def tallies(self, params: Any) -> dict[str, Tally]:
+        """Tables of counts taken over the validation and test splits with the final weights
+        (``confusion``: true class by predicted class); none here."""
+        return {}
+
+    def class_names(self, params: Any, data_dir: Path) -> list[str]:
+        """Names of the classes the tallies index, from the converted data; none here."""
+        return []
+
+    def data_identity(self, params: Any, split_dir: Path) -> str:
+        """A digest of a split's content that its file names and sizes do not already pin (arrays
+        rewritten in place with other samples); held in the checkpoint's fingerprint."""
+        return ""
 
     def stage(self, source: Path, target: Path, local_rank: int, local_world: int, compressed: bool) -> None:
         """Copy this local rank's share of the converted data in ``source`` to node-local ``target``."""

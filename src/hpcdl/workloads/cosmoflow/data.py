@@ -13,6 +13,7 @@ import torch
 from hpcdl import tfrecord_io
 from hpcdl.atomic import atomic_open
 from hpcdl.lists import KINDS, write_lists
+from hpcdl.workloads import npy
 from hpcdl.workloads.base import DataError
 
 LISTS = tuple(f"files_{kind}.lst" for kind in KINDS)
@@ -50,25 +51,11 @@ def read_split(split_dir: Path) -> Split:
     return Split([split_dir / n for n in data], [split_dir / n for n in labels])
 
 
-def _npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
-    """dtype, shape and byte size a ``.npy`` file's header promises (header plus data)."""
-    with path.open("rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        read = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read is None:
-            raise ValueError(f".npy format version {version} is not supported")
-        shape, fortran, dtype = read(handle)
-        if fortran:
-            raise ValueError("is Fortran-ordered")
-        return dtype, shape, handle.tell() + int(np.prod(shape)) * dtype.itemsize
-
-
 def _problem(data: Path, label: Path, side: int) -> str | None:
     """What is wrong with one (data, label) pair, or None; ``side`` is the split's cube side."""
     path = data
     try:
-        dtype, shape, size = _npy_header(data)
+        dtype, shape, size = npy.header(data)
         if dtype != np.int16 or len(shape) != 4 or shape[3] != 4 or len(set(shape[:3])) != 1:
             return f"{data}: expected int16 (n, n, n, 4), got {dtype} {shape}"
         if shape[0] != side:
@@ -91,7 +78,7 @@ def _problem(data: Path, label: Path, side: int) -> str | None:
 def check_pairs(pairs: list[tuple[Path, ...]], first: tuple[Path, ...]) -> list[str]:
     """Problems of ``pairs``, one line each: headers, sizes, shapes against ``first``, labels."""
     try:
-        side = int(_npy_header(first[0])[1][0])
+        side = int(npy.header(first[0])[1][0])
     except (OSError, ValueError, EOFError, IndexError):
         # The first pair itself is unusable: its own problem says why, once, from the share holding it.
         return [_problem(first[0], first[1], 0) or f"{first[0]}: unreadable"] if first in pairs else []
