@@ -13,7 +13,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 endif
 # buildah (with crun, the runtime it was verified with) and debootstrap build the image for
 # tests/test_image.py (containers/build-cpu-base.sh).
-APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium buildah crun debootstrap
+APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium buildah crun debootstrap dataset-fashion-mnist
 CORES ?= 2
 
 .PHONY: demo test deps venv

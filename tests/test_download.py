@@ -17,11 +17,9 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,107 +27,16 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, run_tool
+from helpers.nginx import Server, serving
 from hpcdl.download import LOCK_NAME
 from hpcdl.synth import SynthConfig, synthesize
 
 pytestmark = pytest.mark.network
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TOP = "cosmoUniverse_2019_05_4parE_tf_v2_mini"
 ARCHIVE = f"{TOP}.tar"
 SPLITS = ("train", "validation")
 COUNTS = {"train": 6, "validation": 2}
-
-# Locations over the same files: plain, slow for un-ranged requests only (a first download can be
-# killed or time out mid-way, its resumption is fast), and one that ignores Range (answers 200);
-# /busy/ answers every request with 503.
-# A single foreground process (no master/worker split): one pid to stop, and no worker that
-# switches to an unprivileged user who could not read the test's files.
-NGINX_CONF = """\
-daemon off;
-master_process off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 32; }}
-http {{
-    log_format fields '$status $body_bytes_sent "$http_range" $request_uri';
-    access_log {tmp}/access.log fields;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    default_type application/octet-stream;
-    map $http_range $first_request_rate {{ "" 4k; default 0; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {www};
-        location /slow/ {{ alias {www}/; limit_rate $first_request_rate; }}
-        location /norange/ {{ alias {www}/; max_ranges 0; }}
-        location /busy/ {{ return 503; }}
-    }}
-}}
-"""
-
-
-@dataclass(frozen=True)
-class Request:
-    """One access-log line."""
-
-    status: int
-    body_bytes: int
-    range: str
-
-
-@dataclass(frozen=True)
-class Server:
-    """A running nginx: where it listens, what it serves and what it logged."""
-
-    port: int
-    www: Path
-    access_log: Path
-
-    def url(self, name: str, location: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}/{location}{name}"
-
-    def requests(self, name: str, location: str = "") -> list[Request]:
-        """Logged requests for ``name`` under ``location``, oldest first."""
-        found = []
-        for line in self.access_log.read_text().splitlines():
-            status, body, rest = line.split(" ", 2)
-            range_header, uri = rest.rsplit(" ", 1)
-            if uri == f"/{location}{name}":
-                found.append(Request(int(status), int(body), range_header.strip('"')))
-        return found
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _start_nginx(tmp: Path, www: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start nginx on a free port (retrying if another process takes it first); wait until it listens."""
-    for _ in range(3):
-        port = _free_port()
-        conf = tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp, www=www, port=port))
-        proc = subprocess.Popen(
-            [NGINX, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return proc, port
-            except OSError:
-                time.sleep(0.05)
-        proc.kill()
-        proc.wait()
-    raise RuntimeError(f"nginx did not start: {(tmp / 'error.log').read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -158,16 +65,8 @@ def server(tmp_path_factory, source: Path):
     www.mkdir()
     with tarfile.open(www / ARCHIVE, "w") as tar:
         tar.add(source, arcname=TOP)
-    proc, port = _start_nginx(tmp, www)
-    try:
-        yield Server(port, www, tmp / "access.log")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(tmp, www) as running:
+        yield running
 
 
 def download(url: str, out: Path, *options: str) -> subprocess.CompletedProcess[str]:
@@ -493,7 +392,7 @@ def test_second_download_into_the_same_directory_is_refused(server: Server, sour
     with (out / LOCK_NAME).open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         line = one_error_line(download(server.url(ARCHIVE), out))
-        assert f"{out}: another hpcdl download is running" in line
+        assert f"{out}: another hpcdl download or fetch is running on it" in line
         assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
     result = download(server.url(ARCHIVE), out)  # the lock was released (or its holder died)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -16,6 +16,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("hpcdl.synth", "write a deterministic synthetic CosmoFlow-style TFRecord dataset"),
     "download": ("hpcdl.download", "download (resumable, verified) and extract the real dataset"),
+    "fetch": ("hpcdl.fetch", "download one file (resumable, size and SHA-256 checked), no extraction"),
+    "arrays": ("hpcdl.arrays", "an image dataset (Fashion-MNIST, MNIST, CIFAR-10, CSV) as per-split arrays"),
     "convert": ("hpcdl.convert", "convert TFRecords to .npy pairs or gzip TFRecords (MPI-aware)"),
     "lists": ("hpcdl.lists", "write the sorted file lists a training run reads"),
     "model": ("hpcdl.workloads.cosmoflow.model", "print the CosmoFlow layer table and parameter count"),
@@ -23,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("hpcdl.train.run", "train a workload data-parallel with MLPerf HPC logging"),
     "settings": ("hpcdl.settings_cmd", "print the settings schema or documentation table"),
     "report": ("hpcdl.report", "render the HTML report of one or more training runs"),
+    "mixup-comparison": ("hpcdl.mixup_comparison", "compare classifier runs with and without MixUp over seeds"),
     "results": ("hpcdl.results", "score runs and published MLPerf HPC results by the rules, side by side"),
     "launch-cmd": ("hpcdl.launch", "print the launch command a rule runs for a container runtime"),
     "container": ("hpcdl.container", "regenerate the Apptainer recipe, enroot import, apptainer exec"),
@@ -32,9 +35,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcdl",
-        description="CosmoFlow from raw data to a trained, checked and plotted result.",
+        description="Scientific deep-learning workloads from raw data to a trained, checked and plotted result.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="stages:\n" + "\n".join(f"  {n:<11} {h}" for n, (_, h) in COMMANDS.items()),
+        epilog="stages:\n" + "\n".join(f"  {n:<17} {h}" for n, (_, h) in COMMANDS.items()),
     )
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="STAGE", help="stage to run")
     return parser

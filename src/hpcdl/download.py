@@ -40,7 +40,7 @@ import urllib.parse
 import urllib.request
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,9 +239,9 @@ def extract(archive: Path, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out`` (see the module docstring); remove the lock file after."""
-    path = out / LOCK_NAME
+def locked(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the lock file ``path`` (see the module docstring), or fail at
+    once naming ``what`` is busy; remove the lock file after."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -249,7 +249,7 @@ def _locked(out: Path) -> Iterator[None]:
         except OSError as exc:
             os.close(fd)
             if isinstance(exc, BlockingIOError):
-                raise DownloadError(f"{out}: another hpcdl download is running in this directory") from None
+                raise DownloadError(f"{what}: another hpcdl download or fetch is running on it") from None
             raise DownloadError(f"{path}: cannot lock: {exc.strerror}") from exc
         # The previous holder removes the file as it finishes: if that happened between our open
         # and flock, we locked a deleted file and must lock the one now at the path instead.
@@ -264,8 +264,9 @@ def _locked(out: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _fetch_and_extract(config: DownloadConfig, archive: Path, out: Path) -> str:
-    """Fetch ``archive`` unless present, verify and extract it into ``out``; return its SHA-256.
+def fetch_checked(config: DownloadConfig, archive: Path, use: Callable[[Path], None]) -> str:
+    """Fetch ``archive`` unless present, verify it and hand it to ``use`` (extraction, or nothing);
+    return its SHA-256. ``use`` raises :class:`_BadArchive` for unacceptable content.
 
     Bytes from an earlier run (the archive, or a part file continued) may be stale or damaged: if
     they fail a check they are deleted and the archive is fetched afresh, once. A freshly fetched
@@ -280,7 +281,7 @@ def _fetch_and_extract(config: DownloadConfig, archive: Path, out: Path) -> str:
             fetch(config, archive)
         try:
             digest = verify(config, archive)
-            extract(archive, out)
+            use(archive)
             return digest
         except _BadArchive as exc:
             archive.unlink()
@@ -295,11 +296,11 @@ def download(out: Path, config: DownloadConfig) -> dict[str, object]:
     """Fetch, verify and extract the dataset into ``out``; write ``out/manifest.json`` last."""
     out.mkdir(parents=True, exist_ok=True)
     archive = out / archive_name(config.url)
-    with _locked(out):
+    with locked(out / LOCK_NAME, str(out)):
         for stale in out.glob(f"{STAGING_PREFIX}*"):
             print(f"{stale}: removing the staging directory of a killed run")
             shutil.rmtree(stale)
-        digest = _fetch_and_extract(config, archive, out)
+        digest = fetch_checked(config, archive, lambda path: extract(path, out))
         manifest: dict[str, object] = {
             "source": config.url,
             "archive": archive.name,
@@ -330,7 +331,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-archive", action="store_true", help="keep the tarball after extraction")
 
 
-def _terminate(signum: int, _frame: object) -> None:
+def terminate(signum: int, _frame: object) -> None:
     """Turn SIGTERM (a cancelled job, a time limit) into an exception, so clean-up code runs."""
     raise SystemExit(128 + signum)
 
@@ -338,7 +339,7 @@ def _terminate(signum: int, _frame: object) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``hpcdl download``."""
     config = DownloadConfig(args.url, args.sha256, args.size, args.retries, args.timeout, args.keep_archive)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     try:
         manifest = download(args.out, config)
     except (DownloadError, OSError) as exc:
