@@ -114,6 +114,7 @@ def run_page(run: Run, verdict: Verdict, figures: list[RunFigure]) -> str:
         ("time to train", fmt_seconds(s.time_to_train_s)),
         ("staging time", fmt_seconds(s.staging_s)),
         ("median throughput", f"{run.throughput:.4g} samples/s" if run.throughput is not None else "—"),
+        *((f"{name} (final weights)", fmt_number(value)) for name, value in s.test.items()),
     ]
     facts_keys = ("workload", "mlperf_benchmark", "world_size", "local_world_size", "nodes", "launcher",
                   "device", "global_batch_size", "parameters", "train_samples", "eval_samples")
@@ -130,6 +131,7 @@ def run_page(run: Run, verdict: Verdict, figures: list[RunFigure]) -> str:
 <div class="cards">{"".join(f"<div class='card'><b>{escape(v)}</b><span>{escape(k)}</span></div>" for k, v in cards)}</div>
 <h2>Training curves</h2>
 <div class="figs">{figs}</div>
+{tallies_section(s.tallies)}
 <div class="cols">
 <section><h2>Run facts</h2>{_table(facts, ("fact", "value"))}</section>
 <section><h2>Configuration</h2>{_table(_flatten(s.spec), ("setting", "value"))}</section>
@@ -139,6 +141,32 @@ def run_page(run: Run, verdict: Verdict, figures: list[RunFigure]) -> str:
 <pre>{escape(checker_lines)}</pre>
 <p class="muted">Run directory: {escape(str(run.directory))}</p>"""
     return document(title, body)
+
+
+def _confusion(classes: list[str], matrix: list[list[int]], split: str) -> str:
+    """Per-class accuracy (recall) and the confusion matrix, cells shaded by their share of the row."""
+    names = classes if len(classes) == len(matrix) else [str(i) for i in range(len(matrix))]
+    head = "".join(f"<th>{escape(n)}</th>" for n in names)
+    rows = []
+    for i, (name, row) in enumerate(zip(names, matrix)):
+        total = sum(row) or 1
+        cells = "".join(f'<td class="num" style="background:rgba(31,95,191,{0.6 * v / total:.2f})">{v}</td>'
+                        for v in row)
+        rows.append(f'<tr><th>{escape(name)}</th><td class="num">{100 * row[i] / total:.1f} %</td>'
+                    f'<td class="num">{sum(row)}</td>{cells}</tr>')
+    return (f"<section><h3>{escape(split)} split</h3><table><thead><tr><th>true \\ predicted</th>"
+            f"<th>accuracy</th><th>samples</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
+
+
+def tallies_section(tallies: dict[str, Any]) -> str:
+    """Per-class accuracy and confusion matrices of the splits a run tallied (none: empty)."""
+    parts = [_confusion(tallies.get("classes", []), counts["confusion"], split)
+             for split, counts in tallies.items() if isinstance(counts, dict) and "confusion" in counts]
+    if not parts:
+        return ""
+    return ("<h2>Per-class accuracy and confusion (final weights)</h2>"
+            '<p class="muted">Rows: true class; columns: predicted class; accuracy is the row\'s diagonal share.</p>'
+            + "".join(parts))
 
 
 def index_page(rows: list[tuple[Run, Verdict]], points: list[ScalingPoint], scaling_png: bytes | None,

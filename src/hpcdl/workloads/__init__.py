@@ -12,6 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from hpcdl.workloads.classify.params import ClassifyParams
 from hpcdl.workloads.cosmoflow.params import CosmoFlowParams
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Entry:
 
 REGISTRY: dict[str, Entry] = {
     "cosmoflow": Entry(CosmoFlowParams, "hpcdl.workloads.cosmoflow.workload"),
+    "classify": Entry(ClassifyParams, "hpcdl.workloads.classify.workload"),
 }
 DEFAULT = "cosmoflow"
 
