@@ -179,3 +179,35 @@ def test_pipeline_runs_through_slurm(slurm, tmp_path):
     assert _allocation(slurm, train) == ("2", "2")
     for node in cluster.NODES:
         assert f"launch task StepId={train}.0 " in slurm.log(f"{node}/slurmd.log"), node
+
+
+def test_classify_runs_through_slurm(slurm, tmp_path):
+    """The classify workload's arrays, training on 2 nodes x 1 gloo rank and report as SLURM jobs."""
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make deps)")
+    config = tmp_path / "classify.yaml"
+    config.write_text(yaml.safe_dump({
+        "results": str(tmp_path / "results"),
+        "execution": {"scheduler": "slurm", "launcher": "srun", "runtime": "none", "gpus_per_node": 0,
+                      "tasks_per_node": 0, "srun_mpi": "pmix"},
+        "images": {"train_samples": 600, "test_samples": 200},
+        "train": {"run_name": "slurm-classify", "tasks": 2, "nodes": 2, "batch_size": 32, "epochs": 1},
+        "classify": {"filters": 4, "dense_width": 16, "target_accuracy": 0.999},
+    }))
+    logdir = tmp_path / "slurm_logs"
+    result = slurm.run(
+        str(BIN / "snakemake"),
+        "--profile", "profiles/slurm",
+        "--workflow-profile", "tests/slurm/profile",
+        "--configfile", "profiles/slurm/pipeline.yaml", "config/classify.yaml", str(config),
+        "--slurm-logdir", str(logdir),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    run = json.loads((tmp_path / "results/runs/slurm-classify/run.json").read_text())
+    assert (run["workload"], run["world_size"], run["nodes"], run["launcher"]) == ("classify", 2, 2, "srun")
+    assert sum(map(sum, run["tallies"]["test"]["confusion"])) == 200
+    jobs = {rule: _job_ids(logdir, rule) for rule in ("arrays", "spec", "train", "report")}
+    assert {rule: len(ids) for rule, ids in jobs.items()} == {"arrays": 1, "spec": 1, "train": 1, "report": 1}
+    (train,) = jobs["train"]
+    assert _allocation(slurm, train) == ("2", "2")

@@ -18,7 +18,7 @@ use rule train as scaling_train with:
         tasks_per_gpu=1,
         runtime=lambda wc: SCALED[wc.run].resources["runtime"],
     params:
-        data=lambda wc, input: os.path.dirname(os.path.dirname(input.data[0])),
+        data=training_data,
         out=lambda wc, output: os.path.dirname(output.done),
         launch=lambda wc: SCALED[wc.run].launch,
 

@@ -29,7 +29,7 @@ rule train:
     resources:
         **resources_of(PLACEMENT.tasks, PLACEMENT.nodes, gpus=True),
     params:
-        data=lambda wc, input: os.path.dirname(os.path.dirname(input.data[0])),
+        data=training_data,
         out=lambda wc, output: os.path.dirname(output.done),
         launch=launch(
             PLACEMENT.tasks, PLACEMENT.nodes, readonly=[data_dir()], gpus=True
