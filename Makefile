@@ -16,7 +16,7 @@ endif
 APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium buildah crun debootstrap dataset-fashion-mnist
 CORES ?= 2
 
-.PHONY: demo test deps venv
+.PHONY: demo test deps venv classify mixup
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -36,6 +36,13 @@ venv: deps $(VENV)/.installed
 
 demo: venv
 	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
+
+# The classify workload on the embedded Fashion-MNIST, and its MixUp comparison (README).
+classify: venv
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile config/classify.yaml
+
+mixup: venv
+	$(VENV)/bin/snakemake mixup_comparison --profile profiles/local --cores $(CORES) --configfile config/classify.yaml
 
 test: venv
 	$(VENV)/bin/python -m pytest -q tests
