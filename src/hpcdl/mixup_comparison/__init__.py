@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hpcdl.atomic import write_bytes, write_text
 from hpcdl.mixup_comparison import page, stats
+from hpcdl.mixup_comparison.runs import NONE
 from hpcdl.records import RecordError
 from hpcdl.report.runs import Run, load_run
 
@@ -27,27 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Render the comparison; print the verdicts."""
+    """Render the comparison; print the verdicts and the page's path."""
     runs: list[Run] = []
     errors = []
     for directory in args.runs:
         try:
-            runs.append(load_run(directory))
+            run = load_run(directory)
+            stats.study_key(run)  # a stray run is an error line, not a crash of the page
         except RecordError as exc:
             errors.append(str(exc))
+        else:
+            runs.append(run)
     all_arms = stats.arms(runs)
-    lines = stats.verdicts(all_arms)
-    curves = page.band_figure(all_arms, "Validation accuracy", "accuracy", gap=False)
-    gaps = page.band_figure(all_arms, "Train–validation gap", "train − validation accuracy", gap=True)
+    found = stats.verdicts(all_arms)
+    summary = stats.summary(all_arms, found, errors)
+    val_png = page.band_figure(all_arms, "Validation accuracy", "validation accuracy", gap=False)
+    gap_png = page.band_figure(all_arms, "Train–validation gap", "train − validation accuracy", gap=True)
     out = args.output
-    write_bytes(out / "val_accuracy.png", curves)
-    write_bytes(out / "gap.png", gaps)
-    write_text(out / "summary.json", json.dumps({"arms": [a.as_dict() for a in all_arms], "verdicts": lines,
-                                                 "rule": stats.RULE, "errors": errors}, indent=1) + "\n")
-    write_text(out / "index.html", page.render(all_arms, runs, lines, curves, gaps, errors))
+    write_bytes(out / "val_accuracy.png", val_png)
+    write_bytes(out / "gap.png", gap_png)
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text(out / "index.html", page.render(all_arms, runs, summary["lines"], val_png, gap_png, errors))
     for line in errors:
         print(f"hpcdl mixup-comparison: error: {line}", file=sys.stderr)
-    for line in lines:
+    for line in summary["lines"]:
         print(line)
     print(f"{len(runs)} run(s) in {len(all_arms)} arm(s): {out / 'index.html'}")
-    return 1 if errors or not any(a.name == stats.NONE for a in all_arms) else 0
+    return 1 if errors or not any(a.name == NONE for a in all_arms) else 0
