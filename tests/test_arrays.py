@@ -5,12 +5,14 @@ nothing left behind."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
 import json
 import os
 import pickle
+import re
 import struct
 import tarfile
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 
 from conftest import BIN, run_tool
 from helpers.nginx import Server, serving
+from hpcdl.arrays import read_manifest
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_NAMES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -38,13 +41,14 @@ def write_idx(folder: Path, seed: int, n_train: int = 300, n_test: int = 50) -> 
     for split, n in (("train", n_train), ("test", n_test)):
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, n, dtype=np.uint8)
-        (folder / IDX_NAMES[split][0]).write_bytes(gzip.compress(idx_bytes(images)))
-        (folder / IDX_NAMES[split][1]).write_bytes(gzip.compress(idx_bytes(labels)))
+        (folder / IDX_NAMES[split][0]).write_bytes(gzip.compress(idx_bytes(images), mtime=0))
+        (folder / IDX_NAMES[split][1]).write_bytes(gzip.compress(idx_bytes(labels), mtime=0))
         data[split] = (images, labels)
     return data
 
 
-def cifar_tarball(path: Path, per_batch: int = 20, bad: dict[str, bytes] | None = None) -> dict[str, np.ndarray]:
+def cifar_tarball(path: Path, per_batch: int = 20, bad: dict[str, bytes] | None = None,
+                  numpy1: bool = False) -> dict[str, np.ndarray]:
     """The official layout: cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta},
     pickles of dicts with bytes keys, data rows of R, G, B planes."""
     rng = np.random.default_rng(5)
@@ -57,6 +61,9 @@ def cifar_tarball(path: Path, per_batch: int = 20, bad: dict[str, bytes] | None 
                                                              b"dog", b"frog", b"horse", b"ship", b"truck"]},
                                            protocol=2)
     members.update(bad or {})
+    members = {name: data for name, data in members.items() if data}  # b"": the member is left out
+    if numpy1:  # the real file's pickles name numpy 1's module (protocol 2 spells globals as text)
+        members = {name: data.replace(b"numpy._core.", b"numpy.core.") for name, data in members.items()}
     with tarfile.open(path, "w:gz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
@@ -123,6 +130,9 @@ def test_mnist_files_fetched_and_split(server: tuple[Server, dict, dict], tmp_pa
     assert np.array_equal(train[0][:, 0], images[np.sort(order[60:])])
     assert np.array_equal(train[1], labels[np.sort(order[60:])])
     assert np.array_equal(test[0][:, 0], source["test"][0]) and np.array_equal(test[1], source["test"][1])
+    # disjoint, and together the training set: every official image once (the random images are distinct)
+    seen = sorted(bytes(x) for x in np.concatenate([train[0], val[0]]))
+    assert seen == sorted(bytes(x) for x in images[:, None])
     for split in ("train", "validation", "test"):
         for name, entry in manifest["splits"][split]["files"].items():
             assert entry["sha256"] == sha(out / split / name)
@@ -152,6 +162,11 @@ def test_cifar10_tarball_fetched_and_read_in_place(server: tuple[Server, dict, d
     assert test_images[7, 1, 2, 3] == row[1024 + 2 * 32 + 3]
     assert test_labels.tolist() == cifar["labels"]["test_batch"]
     assert manifest["splits"]["train"]["samples"] + manifest["splits"]["validation"]["samples"] == 100
+    # train and validation are the five batches, in their order, split by the seeded carve
+    everything = np.concatenate([cifar["rows"][f"data_batch_{i}"] for i in range(1, 6)]).reshape(-1, 3, 32, 32)
+    order = np.random.default_rng(0).permutation(100)
+    assert np.array_equal(load(out, "validation")[0], everything[np.sort(order[:10])])
+    assert np.array_equal(load(out, "train")[0], everything[np.sort(order[10:])])
     assert not list(tmp_path.glob(".tmp-*"))
 
 
@@ -196,6 +211,14 @@ def _bad_idx(folder: Path, name: str, data: bytes) -> Path:
     return folder
 
 
+def _raw_idx(folder: Path, name: str, data: bytes) -> Path:
+    """An IDX folder where ``name`` is an uncompressed file with ``data``."""
+    write_idx(folder, seed=3, n_train=40, n_test=10)
+    (folder / f"{name}.gz").unlink()
+    (folder / name).write_bytes(data)
+    return folder
+
+
 BAD = {
     "wrong magic": lambda d: ("mnist", _bad_idx(d / "in", "train-images-idx3-ubyte.gz", gzip.compress(
         bytes([0, 0, 8, 1]) + struct.pack(">I", 3) + b"abc")), [],
@@ -208,6 +231,18 @@ BAD = {
         idx_bytes(np.zeros(39, np.uint8)))), [], "39 labels for the 40 images"),
     "label out of range": lambda d: ("mnist", _bad_idx(d / "in", "t10k-labels-idx1-ubyte.gz", gzip.compress(
         idx_bytes(np.full(10, 10, np.uint8)))), [], "label 10 of test sample 0 is outside the 10 classes"),
+    "truncated raw idx": lambda d: ("mnist", _raw_idx(d / "in", "train-labels-idx1-ubyte", idx_bytes(
+        np.zeros(40, np.uint8))[:-3]), [], "train-labels-idx1-ubyte: 45 bytes, but its header (40,) promises 48"),
+    "test flag for idx": lambda d: ("mnist", _bad_idx(d / "in", "x", b""), ["--test", d / "ok.csv"],
+                                    "ok.csv: --test is for csv only; mnist takes its test split from"),
+    "more train samples than there are": lambda d: ("mnist", _bad_idx(d / "in", "x", b""), [
+        "--train-samples", "41"], "train-labels-idx1-ubyte.gz: --train-samples 41 asks for more than its 40"),
+    "cifar label 10": lambda d: ("cifar10", d / "l.tar.gz", [],
+                                 "data_batch_2: label 10 of sample 1 is outside the 10 classes"),
+    "cifar member missing": lambda d: ("cifar10", d / "m.tar.gz", [],
+                                       "m.tar.gz:cifar-10-batches-py/batches.meta: missing from the tarball"),
+    "csv label 10": lambda d: ("csv", d / "l.csv", [], "l.csv:3: label 10 is outside 0..9"),
+    "csv not an integer": lambda d: ("csv", d / "n.csv", [], "n.csv:4: pixel3 '1.5' is not an integer"),
     "cifar batch shape": lambda d: ("cifar10", d / "c.tar.gz", [], "data_batch_3: data is uint8 (4, 3000)"),
     "cifar code in a pickle": lambda d: ("cifar10", d / "e.tar.gz", [], "refusing to build posix.system"),
     "csv short row": lambda d: ("csv", d / "short.csv", [], "short.csv:3: 783 pixels, expected 784"),
@@ -231,6 +266,11 @@ def test_bad_input_is_one_clear_error(case: str, tmp_path: Path) -> None:
     cifar_tarball(tmp_path / "c.tar.gz", bad={"data_batch_3": pickle.dumps(
         {b"data": np.zeros((4, 3000), np.uint8), b"labels": [0] * 4}, protocol=2)})
     cifar_tarball(tmp_path / "e.tar.gz", bad={"test_batch": pickle.dumps(_Evil(), protocol=2)})
+    cifar_tarball(tmp_path / "l.tar.gz", bad={"data_batch_2": pickle.dumps(
+        {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 10, 0, 0]}, protocol=2)})
+    cifar_tarball(tmp_path / "m.tar.gz", bad={"batches.meta": b""})
+    (tmp_path / "l.csv").write_text(csv_text([good[0], [10, *good[1][1:]], *good[2:]]))
+    (tmp_path / "n.csv").write_text(csv_text(good[:2]) + "5,0,0,0,1.5" + ",0" * 780 + "\n")
     dataset, source, extra, message = BAD[case](tmp_path)
     out = tmp_path / "out"
     code, stdout, err = arrays(dataset, source, out, *extra)
@@ -255,3 +295,110 @@ def test_corrupt_served_file_is_refused(tmp_path: Path) -> None:
     assert code == 1
     assert f"expected {expected}, got {sha(www / 'labels.gz')}" in err and "server's file is bad" in err
     assert not target.exists() and not target.with_name("labels.gz.part").exists()
+
+
+def test_failed_run_keeps_the_earlier_arrays_and_a_rerun_clears_stale_staging(tmp_path: Path) -> None:
+    write_idx(tmp_path / "in", seed=6, n_train=40, n_test=10)
+    out = tmp_path / "out"
+    code, stdout, err = arrays("mnist", tmp_path / "in", out, "--validation-fraction", "0.25")
+    assert code == 0, err
+    assert stdout.strip() == f"mnist: 30 train, 10 validation, 10 test samples of (1, 28, 28) in {out}"
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (tmp_path / "in/t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(9, np.uint8))))
+    code, _, err = arrays("mnist", tmp_path / "in", out)
+    assert code == 1 and "9 labels for the 10 images" in err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not list(tmp_path.glob(".tmp-*"))
+    # a killed run's staging directory is removed by the next run, which replaces OUT whole
+    (tmp_path / ".tmp-out-dead").mkdir()
+    (tmp_path / ".tmp-out-dead/half.npy").write_bytes(b"half")
+    (out / "stray").write_text("from the earlier run")
+    write_idx(tmp_path / "in", seed=6, n_train=40, n_test=10)
+    code, _, err = arrays("mnist", tmp_path / "in", out, "--validation-fraction", "0.25")
+    assert code == 0, err
+    assert not list(tmp_path.glob(".tmp-*")) and not (out / "stray").exists()
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_seeded_subsets_and_raw_idx(tmp_path: Path) -> None:
+    source = write_idx(tmp_path / "in", seed=8, n_train=100, n_test=30)
+    for name in (n for names in IDX_NAMES.values() for n in names):  # uncompressed IDX files work too
+        gz = tmp_path / "in" / name
+        gz.with_suffix("").write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
+    options = ["--train-samples", "50", "--test-samples", "12", "--validation-fraction", "0.2", "--split-seed", "3"]
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        code, _, err = arrays("mnist", tmp_path / "in", out, *options)
+        assert code == 0, err
+    manifests = [json.loads((out / "manifest.json").read_text()) for out in outs]
+    assert manifests[0]["splits"] == manifests[1]["splits"]  # same seed, same bytes (checksums)
+    assert {s: v["samples"] for s, v in manifests[0]["splits"].items()} == {"train": 40, "validation": 10, "test": 12}
+    assert (manifests[0]["train_samples"], manifests[0]["test_samples"]) == (50, 12)
+    kept = np.random.default_rng(3).permutation(100)[:50]
+    assert np.array_equal(load(outs[0], "validation")[0][:, 0], source["train"][0][np.sort(kept[:10])])
+    assert np.array_equal(load(outs[0], "train")[1], source["train"][1][np.sort(kept[10:])])
+    test_keep = np.sort(np.random.default_rng([3, 1]).permutation(30)[:12])
+    assert np.array_equal(load(outs[0], "test")[0][:, 0], source["test"][0][test_keep])
+    assert [Path(s["file"]).name for s in manifests[0]["sources"]] == [
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def test_cifar10_pickles_written_by_numpy_1(tmp_path: Path) -> None:
+    cifar = cifar_tarball(tmp_path / "c.tar.gz", numpy1=True)
+    code, _, err = arrays("cifar10", tmp_path / "c.tar.gz", tmp_path / "out", "--test-samples", "5")
+    assert code == 0 and not err, err
+    keep = np.sort(np.random.default_rng([0, 1]).permutation(20)[:5])
+    assert np.array_equal(load(tmp_path / "out", "test")[0], cifar["rows"]["test_batch"][keep].reshape(-1, 3, 32, 32))
+
+
+def test_read_manifest(tmp_path: Path) -> None:
+    (tmp_path / "ok.csv").write_text(csv_text([[d % 10, *([d] * 784)] for d in range(10)]))
+    code, _, err = arrays("csv", tmp_path / "ok.csv", tmp_path / "out")
+    assert code == 0, err
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["shape"] == [1, 28, 28] and manifest["layout"] == "NCHW" and "test" not in manifest["splits"]
+    assert manifest["sources"] == [{"file": str(tmp_path / "ok.csv"), "bytes": (tmp_path / "ok.csv").stat().st_size,
+                                    "sha256": sha(tmp_path / "ok.csv")}]
+    path = tmp_path / "out/manifest.json"
+    for text, reason in [("{", "unreadable"), ("[]", "a JSON object"), (json.dumps({**manifest, "shape": [28, 28]}),
+                         "shape must be [C, H, W]"), (json.dumps({**manifest, "splits": {}}), "train and validation")]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"{path}: .*{re.escape(reason)}"):
+            read_manifest(tmp_path / "out")
+    path.unlink()
+    with pytest.raises(ValueError, match="missing"):
+        read_manifest(tmp_path / "out")
+
+
+@pytest.mark.network
+def test_fetch_resumes_a_part_and_refetches_a_bad_earlier_file(server: tuple[Server, dict, dict],
+                                                               tmp_path: Path) -> None:
+    nginx, _, _ = server
+    served = nginx.www / "cifar-10-python.tar.gz"
+    data = served.read_bytes()
+    target = tmp_path / "raw" / served.name
+    target.parent.mkdir()
+    target.with_name(served.name + ".part").write_bytes(data[:1000])
+    before = len(nginx.requests(served.name))
+    code, err = fetch(nginx.url(served.name), target, "--sha256", sha(served), "--size", str(len(data)))
+    assert code == 0, err
+    assert target.read_bytes() == data and sorted(p.name for p in target.parent.iterdir()) == [served.name]
+    resumed = nginx.requests(served.name)[before:]
+    assert [(r.status, r.range, r.body_bytes) for r in resumed] == [(206, "bytes=1000-", len(data) - 1000)]
+    # an earlier run's file that fails the pin is deleted and fetched again, once
+    target.write_bytes(b"\0" * len(data))
+    code, err = fetch(nginx.url(served.name), target, "--sha256", sha(served))
+    assert code == 0, err
+    assert target.read_bytes() == data
+    assert [r.status for r in nginx.requests(served.name)[before + 1:]] == [200]
+
+
+def test_fetch_is_one_at_a_time(tmp_path: Path) -> None:
+    target = tmp_path / "file.gz"
+    with (tmp_path / "file.gz.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, err = fetch((tmp_path / "nowhere").as_uri(), target)
+    assert code == 1
+    assert err.strip() == f"hpcdl fetch: error: {target}: another hpcdl download or fetch is running on it"
+    assert not target.exists()

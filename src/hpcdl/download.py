@@ -6,10 +6,11 @@ by a killed run are removed first. The archive is fetched into ``OUT/<name>.part
 ``Range`` requests, so an interrupted transfer (a dropped connection, or a killed process)
 continues where it stopped. A server that ignores ``Range`` (answers 200) makes the download
 restart from byte 0; a 416 means the part file is already complete (or bogus, then it is
-discarded). The finished archive is checked against the expected size and, when given, its
-SHA-256, then extracted into a temporary directory inside ``OUT`` (members that would land outside
-it, links and devices are refused, and it is removed on any error or SIGTERM) and the ``train/``
-and ``validation/`` directories found inside are renamed to ``OUT/train`` and ``OUT/validation``.
+discarded). The finished part file is checked against the expected size and, when given, its
+SHA-256, and only then renamed to ``OUT/<name>``. The archive is extracted into a temporary
+directory inside ``OUT`` (members that would land outside it, links and devices are refused, and
+it is removed on any error or SIGTERM) and the ``train/`` and ``validation/`` directories found
+inside are renamed to ``OUT/train`` and ``OUT/validation``.
 An archive that fails a check (size, SHA-256, unreadable, unacceptable content) is deleted: one
 left by an earlier run (or continued from its part file) is fetched afresh once; a fresh one that
 fails means the server's file is bad. A disk error (disk full) keeps the archive. Without a
@@ -150,9 +151,8 @@ def part_path(archive: Path) -> Path:
     return archive.with_name(archive.name + ".part")
 
 
-def fetch(config: DownloadConfig, archive: Path) -> int:
-    """Download ``config.url`` to ``archive`` (via its part file), retrying transient failures."""
-    part = part_path(archive)
+def fetch(config: DownloadConfig, part: Path) -> int:
+    """Download ``config.url`` into ``part`` (continuing it), retrying transient failures."""
     for attempt in range(config.retries + 1):
         try:
             size = _attempt(config, part)
@@ -163,7 +163,6 @@ def fetch(config: DownloadConfig, archive: Path) -> int:
             delay = min(2.0**attempt, 30.0)
             print(f"{config.url}: {exc}; retrying in {delay:.0f} s ({attempt + 1}/{config.retries})")
             time.sleep(delay)
-    part.replace(archive)
     return size
 
 
@@ -277,14 +276,19 @@ def fetch_checked(config: DownloadConfig, archive: Path, use: Callable[[Path], N
     if archive.exists() and not config.sha256:
         print(f"{archive}: reusing an earlier run's archive (no --sha256 to check it); delete it to fetch it again")
     while True:
-        if not archive.exists():
-            fetch(config, archive)
+        # A fresh transfer is checked while still the part file: the archive's name only ever
+        # holds bytes that passed (or, without pins, bytes an earlier run left there).
+        checked = archive if archive.exists() else part
+        if checked == part:
+            fetch(config, part)
         try:
-            digest = verify(config, archive)
+            digest = verify(config, checked)
+            if checked == part:
+                part.replace(archive)
             use(archive)
             return digest
         except _BadArchive as exc:
-            archive.unlink()
+            archive.unlink(missing_ok=True)
             part.unlink(missing_ok=True)
             if not earlier:
                 raise DownloadError(f"{exc}; it was just fetched, so the server's file is bad; deleted it") from exc

@@ -15,7 +15,9 @@ class ArraysError(ValueError):
 @dataclass(frozen=True)
 class Loaded:
     """A dataset's official splits: ``split -> (images uint8 N,C,H,W, labels int64 N, the file
-    the labels came from)``, and every source file read."""
+    the labels came from)``, its class names (a label is an index into them) and every source
+    file read (the manifest records their checksums)."""
 
     splits: dict[str, tuple[np.ndarray, np.ndarray, Path]]
+    classes: list[str]
     sources: list[Path]

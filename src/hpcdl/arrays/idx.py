@@ -61,13 +61,17 @@ def find(folder: Path, stem: str) -> Path:
 
 
 def load(folder: Path, classes: list[str]) -> Loaded:
-    """The official train and test splits of an MNIST-like folder of four IDX files."""
+    """The official train and test splits of an MNIST-like folder of four IDX files (``classes``:
+    the dataset's names, which IDX files do not carry)."""
     splits, sources = {}, []
     for split, (images_stem, labels_stem) in FILES.items():
         images_path, labels_path = find(folder, images_stem), find(folder, labels_stem)
         images, labels = read(images_path, 3), read(labels_path, 1)
         if len(images) != len(labels):
             raise ArraysError(f"{labels_path}: {len(labels)} labels for the {len(images)} images of {images_path}")
+        if splits and images.shape[1:] != splits["train"][0].shape[2:]:
+            raise ArraysError(f"{images_path}: images of {images.shape[1:]}, but the training images are"
+                              f" {splits['train'][0].shape[2:]}")
         splits[split] = (images[:, None], labels.astype(np.int64), labels_path)
         sources += [images_path, labels_path]
-    return Loaded(splits, sources)
+    return Loaded(splits, classes, sources)
