@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN, run_tool
+from conftest import BIN, run_tool, tool_env
 from helpers.tfrecords import assert_npy_outputs, make_inputs, recorded, visible
 
 from hpcdl.convert import ConvertConfig, convert, partition
@@ -174,3 +174,33 @@ def test_unusable_arguments_exit_nonzero(tmp_path: Path, hpcdl) -> None:
         result = hpcdl("convert", FIXTURES, out)
         assert (result.returncode, result.stderr) == (2, f"hpcdl convert: error: {out}: {reason}\n")
     assert afile.read_text() == "keep"
+
+
+@pytest.mark.mpi
+def test_array_elements_convert_each_file_once_side_by_side(tmp_path: Path) -> None:
+    """Three array elements at once (one under mpirun -np 2, one from $LSB_JOBINDEX) each convert
+    their share; the whole conversion after them converts nothing and writes the summary."""
+    truth = make_inputs(tmp_path / "in", 9, side=4)
+    out = tmp_path / "out"
+    hpcdl = str(BIN / "hpcdl")
+    base = ["convert", str(tmp_path / "in"), str(out), "--elements", "3"]
+    procs = [
+        subprocess.Popen([hpcdl, *base, "--element", "0", "--summary", str(tmp_path / "e0.json")], env=tool_env()),
+        subprocess.Popen(["mpirun", "-np", "2", hpcdl, *base, "--element", "1", "--summary", str(tmp_path / "e1.json")],
+                         env=tool_env()),
+        subprocess.Popen([hpcdl, *base, "--array-index-from", "LSB_JOBINDEX", "--summary", str(tmp_path / "e2.json")],
+                         env=tool_env(LSB_JOBINDEX="3")),
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    shares = [[n for r in json.loads((tmp_path / f"e{g}.json").read_text())["per_rank"] for n in r["files"]]
+              for g in range(3)]
+    converted = [n for share in shares for n in share]
+    assert sorted(converted) == sorted(f"{s}.tfrecord" for s in truth)  # each file by one element
+    assert all(shares) and len(json.loads((tmp_path / "e1.json").read_text())["per_rank"]) == 2
+    whole = run_tool([hpcdl, "convert", str(tmp_path / "in"), str(out), "--summary", str(tmp_path / "all.json")])
+    assert whole.returncode == 0, whole.stderr
+    report = json.loads((tmp_path / "all.json").read_text())
+    assert (report["ok"], report["skipped"]) == (0, 9), report
+    assert_npy_outputs(out, truth)
+    bad = run_tool([hpcdl, *base, "--element", "3"])
+    assert bad.returncode == 2 and "--element 3: must be in 0..2" in bad.stderr

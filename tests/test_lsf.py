@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, run_tool, tool_env
+from test_sweep_pipeline import SCENARIO, check_halving
 
 SHIM = REPO / "tests" / "lsf_shim"
 PROFILE = REPO / "profiles" / "lsf"
@@ -397,3 +398,29 @@ def test_array_limits(tmp_path):
     assert argv[argv.index("-J") + 1] == "grid" and argv[argv.index("-o") + 1].endswith("/%J.log")
     with pytest.raises(ValueError, match="lsf_array=1001: LSF job arrays hold at most 1000 elements"):
         argv_env(tmp_path, lsf_array=1001)
+
+
+@pytest.mark.slow
+def test_sweep_runs_as_lsf_arrays_under_the_job_group(tmp_path):
+    """The CI sweep scenario on LSF: each rung is one `bsub -J sweep_lsf_array[1-2]` under the
+    job group, each element takes its share from LSB_JOBINDEX; rung 1 selected from rung 0."""
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make deps)")
+    scenario = {**yaml.safe_load(SCENARIO.read_text()), "results": "results"}
+    work, profile = workdir(tmp_path, scenario, **SITE)
+    settings = yaml.safe_load((profile / "config.yaml").read_text())
+    settings["configfile"].insert(-1, "config/classify.yaml")  # the scenario is layered over it
+    (profile / "config.yaml").write_text(yaml.safe_dump(settings))
+    result = snakemake_lsf(tmp_path, work, profile, "sweep")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    check_halving(work / "results/sweeps/ci")
+    arrays = [c for c in bsub_calls(tmp_path) if c["argv"][c["argv"].index("-J") + 1].startswith("sweep_lsf")]
+    assert len(arrays) == 2  # one array per rung
+    for call in arrays:
+        argv = call["argv"]
+        assert argv[1:7] == ["-G", "compute-jdoe", "-q", "general", "-g", "/jdoe/hpcdl"]
+        assert argv[argv.index("-J") + 1] == "sweep_lsf_array[1-2]"
+        assert argv[argv.index("-o") + 1] == f"{work}/results/logs/lsf/sweep_lsf_array/%J_%I.log"
+        assert "-n" not in argv  # one slot per element
+    logs = sorted(p.name for p in (work / "results/logs/lsf/sweep_lsf_array").glob("*.log"))
+    assert len(logs) == 4 and all(p.endswith(("_1.log", "_2.log")) for p in logs)

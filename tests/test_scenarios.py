@@ -1,7 +1,7 @@
 """The `.test/config-*/` scenarios: each lints clean and plans its DAG without running a job.
 
 `config-tiny` is also run for real by tests/test_pipeline.py, `config-classify` by
-tests/test_classify_pipeline.py.
+tests/test_classify_pipeline.py, `config-sweep` by tests/test_sweep_pipeline.py.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from conftest import BIN, REPO, run_tool
 SCENARIOS = sorted(p.parent.name for p in (REPO / ".test").glob("config-*/config.yaml"))
 # What each scenario is planned with: its targets and the site settings its profile would give.
 TARGETS = {"config-slurm-pyxis": ["all", "strong_scaling", "weak_scaling"],
-           "config-classify": ["all", "mixup_comparison"]}
+           "config-classify": ["all", "mixup_comparison"], "config-sweep": ["sweep"]}
 # Config files a scenario is layered over (after config/config.yaml).
-LAYERS = {"config-classify": ["config/classify.yaml"]}
+LAYERS = {"config-classify": ["config/classify.yaml"], "config-sweep": ["config/classify.yaml"]}
 SITE = {"config-slurm-pyxis": ["--default-resources", "slurm_partition=gpu", "slurm_account=m1234"]}
 # Rules each scenario's plan must contain (and how often).
 EXPECTED = {
@@ -25,6 +25,7 @@ EXPECTED = {
     "config-staged": {"spec": 1, "convert": 2, "train": 1},
     "config-slurm-pyxis": {"spec": 5, "scaling_train": 4, "train": 1, "strong_scaling": 1, "weak_scaling": 1},
     "config-classify": {"arrays": 1, "spec": 5, "train": 5, "report": 1, "mixup_comparison": 1},
+    "config-sweep": {"arrays": 1, "sweep_plan": 1, "sweep_element": 4, "sweep_rung": 2, "sweep": 1},
 }
 
 

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, run_tool
+from test_sweep_pipeline import SCENARIO, check_halving
 
 sys.path.insert(0, str(Path(__file__).parent / "slurm"))
 import cluster  # noqa: E402  (tests/slurm/cluster.py, not a package)
@@ -211,3 +212,40 @@ def test_classify_runs_through_slurm(slurm, tmp_path):
     assert {rule: len(ids) for rule, ids in jobs.items()} == {"arrays": 1, "spec": 1, "train": 1, "report": 1}
     (train,) = jobs["train"]
     assert _allocation(slurm, train) == ("2", "2")
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_sweep_runs_as_slurm_job_arrays(slurm, tmp_path):
+    """The CI sweep scenario with --slurm-array-jobs: each rung's two elements are one sbatch
+    --array (two tasks of one array job id), rung 1 selected from rung 0 across the jobs."""
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make deps)")
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({
+        **yaml.safe_load(SCENARIO.read_text()),
+        "results": str(tmp_path / "results"),
+        "execution": {"scheduler": "slurm", "launcher": "srun", "runtime": "none", "gpus_per_node": 0,
+                      "tasks_per_node": 0, "srun_mpi": "pmix"},
+    }))
+    logdir = tmp_path / "slurm_logs"
+    result = slurm.run(
+        str(BIN / "snakemake"), "sweep",
+        "--profile", "profiles/slurm",
+        "--workflow-profile", "tests/slurm/profile",
+        "--configfile", "profiles/slurm/pipeline.yaml", "config/classify.yaml", str(config),
+        "--slurm-logdir", str(logdir), "--slurm-array-jobs", "sweep_element",
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    check_halving(tmp_path / "results/sweeps/ci")
+    # The plugin names an array task's log <array job id>_<task>.log: two arrays of two tasks.
+    tasks = sorted(p.stem for p in (logdir / "rule_sweep_element").rglob("*.log"))
+    arrays: dict[str, list[str]] = {}
+    for name in tasks:
+        job, _, index = name.partition("_")
+        arrays.setdefault(job, []).append(index)
+    assert sorted(map(sorted, arrays.values())) == [["1", "2"], ["1", "2"]], tasks
+    ctld = slurm.log()
+    for job in arrays:
+        assert re.search(rf"_job_complete: JobId={job}_[12]\(\d+\) WEXITSTATUS 0", ctld), job

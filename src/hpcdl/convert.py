@@ -17,6 +17,12 @@ processes inside each rank. Rank 0 gathers the results, prints the summary, writ
 only when every file succeeded (the workflow's done marker) and broadcasts the exit status. Ranks
 started by ``mpirun`` die with it (:func:`hpcdl.distributed.die_with_launcher`).
 
+Array jobs (``--element G --elements E``, or ``--array-index-from LSB_JOBINDEX``): the inputs are
+split into ``E`` byte-balanced shares and this run converts share ``G`` only (over its own MPI
+ranks, if any), side by side with the other elements; it cleans nothing up. The whole conversion
+run after the elements skips every input they converted, cleans up and writes the summary, so each
+file is converted exactly once.
+
 Restarts and reruns (see :mod:`hpcdl.convert_record`): rank 0 holds ``OUT/.convert.lock`` for the
 whole conversion, so a second conversion into ``OUT`` fails at once and touches nothing. Under the
 lock it removes the old ``--summary``, the ``.tmp-*`` files a killed run left, and the outputs of
@@ -280,7 +286,7 @@ def _convert_local(names: list[str], input_dir: Path, output_dir: Path, config: 
 
 
 def convert(input_dir: Path, output_dir: Path, config: ConvertConfig, comm: Any | None = None,
-            summary_path: Path | None = None) -> ConvertSummary:
+            summary_path: Path | None = None, element: tuple[int, int] | None = None) -> ConvertSummary:
     """Convert every ``*.tfrecord`` of ``input_dir`` into ``output_dir`` across all ranks of ``comm``.
 
     Rank 0 holds the output directory's lock throughout; under it, it removes ``summary_path``
@@ -293,7 +299,7 @@ def convert(input_dir: Path, output_dir: Path, config: ConvertConfig, comm: Any 
         prepared: tuple[list[list[str]], int] | str = ([], 0)
         if rank == 0:
             try:
-                prepared = _prepare(input_dir, output_dir, config, world, held, summary_path)
+                prepared = _prepare(input_dir, output_dir, config, world, held, summary_path, element)
             except (ValueError, OSError) as exc:
                 prepared = str(exc)
         if comm is not None:
@@ -317,8 +323,13 @@ def convert(input_dir: Path, output_dir: Path, config: ConvertConfig, comm: Any 
 
 
 def _prepare(input_dir: Path, output_dir: Path, config: ConvertConfig, world: int,
-             held: contextlib.ExitStack, summary_path: Path | None) -> tuple[list[list[str]], int]:
-    """Rank 0: check the arguments, take the lock, clean up; return the plan and inputs removed."""
+             held: contextlib.ExitStack, summary_path: Path | None,
+             element: tuple[int, int] | None = None) -> tuple[list[list[str]], int]:
+    """Rank 0: check the arguments, take the lock, clean up; return the plan and inputs removed.
+
+    Array element ``(g, E)`` plans only the ``g``-th of ``E`` byte-balanced shares of the inputs
+    and cleans nothing up (the others are converting beside it); the whole conversion after the
+    elements does, and finds their inputs already converted."""
     if config.to not in FORMATS:
         raise ValueError(f"--to {config.to!r}: must be one of {', '.join(FORMATS)}")
     if config.workers < 1:
@@ -327,14 +338,19 @@ def _prepare(input_dir: Path, output_dir: Path, config: ConvertConfig, world: in
         raise ValueError(f"{input_dir}: not a directory")
     if output_dir.resolve() == input_dir.resolve():
         raise ValueError(f"{output_dir}: output directory must differ from the input directory")
+    if element is not None and not 0 <= element[0] < element[1]:
+        raise ValueError(f"--element {element[0]}: must be in 0..{element[1] - 1} (--elements {element[1]})")
     make_dir(output_dir)
-    held.enter_context(conversion_lock(output_dir))
+    held.enter_context(conversion_lock(output_dir, None if element is None else element[0]))
     # Nothing above touched a file; from here on this process owns the output directory.
     if summary_path is not None:
         summary_path.unlink(missing_ok=True)  # the done marker must never outlive a failed rerun
     files = list_inputs(input_dir)
     if not files:
         raise ValueError(f"{input_dir}: no *{SUFFIX} files")
+    if element is not None:
+        sizes = dict(files)
+        return partition([(n, sizes[n]) for n in partition(files, element[1])[element[0]]], world), 0
     remove_stale_temps(output_dir)
     removed = remove_vanished(output_dir, {name for name, _ in files})
     return partition(files, world), removed
@@ -350,6 +366,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local worker processes per rank (default %(default)s)")
     parser.add_argument("--summary", type=Path,
                         help="JSON summary, written (atomically) only when every file converted")
+    parser.add_argument("--element", type=int,
+                        help="convert only array element ELEMENT's share (0-based) of --elements byte-balanced shares")
+    parser.add_argument("--elements", type=int, help="array elements the inputs are split over")
+    parser.add_argument("--array-index-from", metavar="VAR",
+                        help="the element is $VAR - 1 (an LSF array: LSB_JOBINDEX)")
+
+
+def _element(args: argparse.Namespace) -> tuple[int, int] | None:
+    """``(element, elements)`` of an array element's run, or ``None`` for the whole conversion."""
+    element = args.element
+    if args.array_index_from is not None:
+        raw = os.environ.get(args.array_index_from, "")
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"--array-index-from {args.array_index_from}: ${args.array_index_from} is {raw!r},"
+                             " not an array index (1, 2, ...)")
+        element = int(raw) - 1
+    if element is None:
+        return None
+    if not args.elements:
+        raise ValueError("--element needs --elements")
+    return element, args.elements
 
 
 def main(args: argparse.Namespace) -> int:
@@ -359,7 +396,7 @@ def main(args: argparse.Namespace) -> int:
     rank = comm.Get_rank() if comm is not None else 0
     try:
         summary = convert(args.input_dir, args.output_dir, ConvertConfig(args.to, args.workers), comm,
-                          args.summary)
+                          args.summary, _element(args))
     except ValueError as exc:
         if rank == 0:
             print(f"hpcdl convert: error: {exc}", file=sys.stderr)

@@ -176,31 +176,46 @@ def remove_stale_temps(output_dir: Path) -> int:
 
 
 @contextlib.contextmanager
-def conversion_lock(output_dir: Path) -> Iterator[None]:
-    """Hold ``OUT/.convert.lock`` exclusively; raise ``ValueError`` at once if another process does.
+def conversion_lock(output_dir: Path, element: int | None = None) -> Iterator[None]:
+    """Hold ``OUT/.convert.lock``; raise ``ValueError`` at once if another process holds it.
 
-    On a file system without ``flock`` (e.g. Lustre mounted without ``-o flock``) a warning says
-    that concurrent conversions are not detected, and the conversion goes on.
+    A whole conversion holds it exclusively. Array element ``element`` holds it shared (elements
+    convert disjoint shares side by side, but never beside a whole conversion) and holds its own
+    ``OUT/.convert.lock.<element>`` exclusively. On a file system without ``flock`` (e.g. Lustre
+    mounted without ``-o flock``) a warning says that concurrent conversions are not detected, and
+    the conversion goes on.
     """
-    fd = os.open(output_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    with contextlib.ExitStack() as held:
+        if element is None:
+            held.enter_context(_flock(output_dir / LOCK_NAME, fcntl.LOCK_EX, output_dir))
+        else:
+            held.enter_context(_flock(output_dir / LOCK_NAME, fcntl.LOCK_SH, output_dir))
+            held.enter_context(_flock(output_dir / f"{LOCK_NAME}.{element}", fcntl.LOCK_EX, output_dir))
+        yield
+
+
+@contextlib.contextmanager
+def _flock(path: Path, mode: int, output_dir: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             words = os.pread(fd, 512, 0).decode("utf-8", "replace").split()
             pid, host = (words + ["unknown", "unknown"])[:2]
+            who = "a whole conversion" if mode == fcntl.LOCK_SH else "another process"
             raise ValueError(
-                f"{output_dir} is being converted by another process (pid {pid} on {host}); "
-                "wait for it or, if it is dead, rerun"
+                f"{output_dir} is being converted by {who} (pid {pid} on {host}); wait for it or, if it is dead, rerun"
             ) from None
         except OSError as exc:
             if exc.errno not in _NO_LOCKING:
                 raise
-            print(f"hpcdl convert: warning: cannot lock {output_dir / LOCK_NAME} ({exc.strerror}); "
+            print(f"hpcdl convert: warning: cannot lock {path} ({exc.strerror}); "
                   "concurrent conversions into it are not detected", file=sys.stderr)
         else:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+            if mode == fcntl.LOCK_EX:  # the holder's name, for the message another process gets
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)

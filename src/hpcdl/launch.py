@@ -183,6 +183,10 @@ def launch_prefix(launch: Launch) -> str:
     elif launch.launcher == "srun":
         words += ["srun", f"--nodes={launch.nodes}", f"--ntasks={launch.tasks}"]
         words += [f"--ntasks-per-node={launch.per_node}", f"--mpi={launch.srun_mpi}"]
+        if launch.tasks == 1:
+            # The SLURM executor runs a one-task job inside an `srun -n1` step of its own, which
+            # holds the job's CPUs: this step shares them instead of waiting for them forever.
+            words += ["--overlap"]
         if launch.gpus_per_node:
             words += ["--gpus-per-task=1"]
         if launch.runtime == "pyxis":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -66,6 +67,11 @@ class Field:
 
 def fields(cls: type) -> list[Field]:
     """The declared settings of ``cls`` in declaration order."""
+    return list(_fields(cls))
+
+
+@functools.cache  # resolving type hints is slow, and a sweep checks thousands of points
+def _fields(cls: type) -> tuple[Field, ...]:
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
@@ -78,7 +84,7 @@ def fields(cls: type) -> list[Field]:
             out.append(Field(f.name, args[0], f.default, rule, len(args)))
         else:
             out.append(Field(f.name, hint, f.default, rule))
-    return out
+    return tuple(out)
 
 
 Namer = Callable[[str], str]

@@ -5,6 +5,7 @@ from snakemake.utils import min_version, validate
 
 from hpcdl.launch import job_resources, stage_prefix, validate_execution
 from hpcdl.mixup_comparison.runs import mixup_runs
+from hpcdl.sweep import space as sweeps
 from hpcdl.systems import scaled_runs
 from hpcdl.train import spec as specs
 
@@ -70,6 +71,18 @@ def training_data(wildcards, input):
     if WORKLOAD == "classify":
         return os.path.dirname(first)
     return os.path.dirname(os.path.dirname(first))
+
+
+# Array jobs the conversion of each split is first spread over (0: none).
+CONVERT_ELEMENTS = config["convert"].get("elements", 0)
+
+
+def convert_elements(wildcards):
+    """Input function: the done-markers of a split's convert_element jobs."""
+    return [
+        f"{RESULTS}/data/cosmoflow/{wildcards.source}/{wildcards.fmt}/{wildcards.split}_elements/e{e}.json"
+        for e in range(CONVERT_ELEMENTS)
+    ]
 
 
 def report_index():
@@ -230,3 +243,75 @@ def mixup_targets(wildcards):
             " see config/README.md"
         )
     return [f"{RESULTS}/runs/{run}/run.json" for run in MIXUP]
+
+
+def checked_sweep():
+    """The config's sweep (every point checked now: an unknown key or a bad value stops the
+    workflow before any job runs), or None without a sweep: section."""
+    if "sweep" not in config:
+        return None
+    try:
+        return sweeps.build(sweeps.definition(config))
+    except sweeps.SweepError as err:
+        raise WorkflowError(f"invalid sweep in the config:\n{err}")
+
+
+SWEEP = checked_sweep()
+# LSF arrays hold at most this many elements (profiles/lsf/submit.py); more make more arrays.
+LSF_ARRAY_MAX = 1000
+
+
+def sweep_dir():
+    return f"{RESULTS}/sweeps/{SWEEP.options.name}"
+
+
+def sweep_elements(rung):
+    """Array elements of a halving rung: sweep.elements, no more than the rung's points."""
+    return min(SWEEP.options.elements, sweeps.rung_sizes(SWEEP)[rung])
+
+
+def sweep_markers(rung):
+    """Done-markers of rung ``rung``'s jobs: one per SLURM or local array element, one per LSF
+    array of up to 1000 elements."""
+    elements = sweep_elements(rung)
+    if config["execution"].get("scheduler", "local") == "lsf":
+        arrays = -(-elements // LSF_ARRAY_MAX)
+        return [f"{sweep_dir()}/done/r{rung}_a{a}.json" for a in range(arrays)]
+    return [f"{sweep_dir()}/done/r{rung}_e{e}.json" for e in range(elements)]
+
+
+def sweep_targets(wildcards):
+    """Input function: the marker of the whole sweep, or of the array backend's last rung."""
+    if SWEEP is None:
+        raise WorkflowError(
+            "sweep: the config has no sweep: section; see config/sweeps/"
+        )
+    if SWEEP.options.backend != "array":
+        return [f"{sweep_dir()}/done/all.json"]
+    return [f"{sweep_dir()}/done/rung{SWEEP.options.rungs}.json"]
+
+
+def sweep_rung_jobs(wildcards):
+    """Input function: the array jobs of rung ``wildcards.rung``."""
+    return sweep_markers(int(wildcards.rung))
+
+
+def sweep_rung_inputs(wildcards):
+    """An array job's rung can be selected only from the whole rung before it (one marker, so
+    a rung of 1,000 elements does not wait on each of the 1,000 before it)."""
+    rung = int(wildcards.rung)
+    return [f"{sweep_dir()}/done/rung{rung - 1}.json"] if rung > 0 else []
+
+
+def sweep_lsf_array_size(wildcards):
+    """Elements of LSF array ``wildcards.array`` of rung ``wildcards.rung``."""
+    elements = sweep_elements(int(wildcards.rung))
+    return min(LSF_ARRAY_MAX, elements - int(wildcards.array) * LSF_ARRAY_MAX)
+
+
+def one_rank_resources(gpus=False):
+    """Resources of a one-rank job: one GPU (not the node's) where there are GPUs."""
+    resources = resources_of(1, gpus=gpus)
+    if "gres" in resources:
+        resources["gres"] = "gpu:1"
+    return resources

@@ -32,6 +32,8 @@ class TrainContext:
     launcher: str
     device: torch.device
     group: Any = None
+    # False: no line per epoch on stdout (a sweep's ranks each print one line per trial instead)
+    verbose: bool = True
 
     @property
     def is_root(self) -> bool:

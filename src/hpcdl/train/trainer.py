@@ -245,7 +245,7 @@ class Trainer:
               " check the labels and lower the learning rate", file=sys.stderr, flush=True)
 
     def _report(self, m: records.EpochRecord) -> None:
-        if self.ctx.is_root:
+        if self.ctx.is_root and self.ctx.verbose:
             shown = " ".join(f"{k} {v:.4f}" for k, v in m.metrics.items())
             print(f"epoch {m.epoch}/{self.cfg.epochs} train_loss {m.train_loss:.4f} {shown} lr {m.lr:.5f}"
                   f" {m.samples_per_s:.1f} samples/s {m.epoch_time_s:.1f}s", flush=True)
