@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import BIN, run_tool
+from helpers.fashion import fashion_subset
 from hpcdl import records
 from hpcdl.train import spec as specs
 from hpcdl.train.context import TrainContext
@@ -30,7 +31,6 @@ from hpcdl.workloads.classify import augment, model
 from hpcdl.workloads.classify.params import ClassifyParams
 from hpcdl.workloads.classify.workload import ClassifyWorkload
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 ONE_CPU = TrainContext(0, 1, 0, 1, 1, "single", torch.device("cpu"))
 QUICK = {"batch_size": 32, "epochs": 2, "initial_lr": 0.01, "base_lr": 0.01, "warmup_epochs": 0,
          "shuffle": True, "device": "cpu"}
@@ -42,14 +42,7 @@ def rng(seed: int = 0) -> BatchRandom:
 
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """1,200 training (10 % validation) and 300 test images of the real Fashion-MNIST."""
-    if not FASHION.is_dir():
-        pytest.skip(f"{FASHION} missing: install Debian's dataset-fashion-mnist (make deps)")
-    out = tmp_path_factory.mktemp("fashion") / "arrays"
-    proc = run_tool([BIN / "hpcdl", "arrays", "fashion-mnist", FASHION, out, "--train-samples", "1200",
-                     "--test-samples", "300", "--validation-fraction", "0.1"])
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return fashion_subset(tmp_path_factory)
 
 
 # -- model, metrics, tally -------------------------------------------------------------------------

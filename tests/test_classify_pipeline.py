@@ -12,29 +12,13 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, run_tool
-from helpers.browser import harness_result
+from helpers.browser import PAGE_HARNESS, harness_result
 from hpcdl import records
 
 SCENARIO = REPO / ".test/config-classify/config.yaml"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
-# Reads what a reader sees once the page has loaded: headings, the verdict, images decoded.
-HARNESS = """<!DOCTYPE html><html><body><pre id="result"></pre>
-<iframe id="page" src="{page}" style="width:1200px;height:900px"></iframe>
-<script>
-document.getElementById("page").addEventListener("load", () => {{
-  const doc = document.getElementById("page").contentDocument;
-  const imgs = [...doc.images];
-  document.getElementById("result").textContent = JSON.stringify({{
-    title: doc.title,
-    headings: [...doc.querySelectorAll("h1,h2,h3")].map(h => h.textContent),
-    text: doc.body.innerText,
-    images: imgs.length,
-    decoded: imgs.filter(i => i.complete && i.naturalWidth > 100).length,
-    rows: doc.querySelectorAll("tr").length,
-  }});
-}});
-</script></body></html>"""
+
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +52,7 @@ def test_run_trains_and_reports_the_test_split(pipeline: Path, tmp_path: Path) -
     assert run.test["test_accuracy"] > 0.5  # two epochs on 1,350 images: far above chance (0.1)
 
     site = pipeline / "report"
-    seen = harness_result(site, HARNESS.format(page="tiny-classify.html"), tmp_path / "chromium")
+    seen = harness_result(site, PAGE_HARNESS.format(page="tiny-classify.html"), tmp_path / "chromium")
     assert "Per-class accuracy and confusion (final weights)" in seen["headings"]
     assert {"validation split", "test split"} <= set(seen["headings"])
     assert "Ankle boot" in seen["text"] and "test_accuracy (final weights)" in seen["text"]
@@ -90,7 +74,7 @@ def test_mixup_comparison_page(pipeline: Path, tmp_path: Path) -> None:
     site = pipeline / "report/mixup_comparison"
     summary = json.loads((site / "summary.json").read_text())
     assert summary  # the per-arm statistics, machine-readable
-    seen = harness_result(site, HARNESS.format(page="index.html"), tmp_path / "chromium")
+    seen = harness_result(site, PAGE_HARNESS.format(page="index.html"), tmp_path / "chromium")
     assert "vs no MixUp" in seen["text"] and "seed-to-seed spread" in seen["text"]
     assert seen["images"] >= 2 and seen["decoded"] == seen["images"]
     assert all(name in seen["text"] for name in names)

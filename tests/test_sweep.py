@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, run_tool, tool_env
-from helpers.browser import harness_result
+from helpers.browser import PAGE_HARNESS, harness_result
+from helpers.fashion import fashion_subset
 from hpcdl.sweep import execute, plan, results
 from hpcdl.sweep.results import Trial
 from hpcdl.sweep.run import _Share, close_rung
 from hpcdl.sweep.space import SweepError, build, rung_epochs, rung_sizes
 from hpcdl.sweep.trial import Task, Where
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 QUICK = {"epochs": 1, "batch_size": 32, "initial_lr": 0.001, "base_lr": 0.02, "warmup_epochs": 0,
          "stop_at_target": False, "device": "cpu"}
 SMALL = {"filters": 4, "dense_width": 16}
@@ -134,14 +134,7 @@ def test_array_elements_and_rungs_run_every_task_once(tmp_path: Path, capsys: py
 # -- real trials -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """1,200 training (10 % validation) and 300 test images of the real Fashion-MNIST."""
-    if not FASHION.is_dir():
-        pytest.skip(f"{FASHION} missing: install Debian's dataset-fashion-mnist (make deps)")
-    out = tmp_path_factory.mktemp("fashion") / "arrays"
-    proc = run_tool([BIN / "hpcdl", "arrays", "fashion-mnist", FASHION, out, "--train-samples", "1200",
-                     "--test-samples", "300", "--validation-fraction", "0.1"])
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return fashion_subset(tmp_path_factory)
 
 
 def plan_file(tmp_path: Path, data: dict) -> Path:
@@ -181,23 +174,6 @@ def test_mpirun_three_ranks_each_point_once_failures_recorded(mpi_sweep) -> None
     assert (root / "out" / "trials").is_dir() and not list((root / "out" / "trials").glob("*/checkpoint.pt"))
 
 
-HARNESS = """<!DOCTYPE html><html><body><pre id="result"></pre>
-<iframe id="page" src="{page}" style="width:1200px;height:900px"></iframe>
-<script>
-document.getElementById("page").addEventListener("load", () => {{
-  const doc = document.getElementById("page").contentDocument;
-  const imgs = [...doc.images];
-  document.getElementById("result").textContent = JSON.stringify({{
-    headings: [...doc.querySelectorAll("h1,h2")].map(h => h.textContent),
-    text: doc.body.innerText,
-    images: imgs.length,
-    decoded: imgs.filter(i => i.complete && i.naturalWidth > 100).length,
-    leaders: [...doc.querySelectorAll("table")][0].querySelectorAll("tbody tr").length,
-  }});
-}});
-</script></body></html>"""
-
-
 @pytest.mark.mpi
 @pytest.mark.browser
 def test_report_page_and_best_point_trains(mpi_sweep, fashion: Path, tmp_path: Path) -> None:
@@ -213,10 +189,11 @@ def test_report_page_and_best_point_trains(mpi_sweep, fashion: Path, tmp_path: P
     busy = sum(r["wall_s"] for r in lines)
     assert summary["busy_s"] == pytest.approx(busy)
     assert 0 < summary["efficiency"] <= 1 and summary["speedup"] == pytest.approx(busy / summary["wall_s"])
-    seen = harness_result(page, HARNESS.format(page="index.html"), tmp_path / "chromium")
+    seen = harness_result(page, PAGE_HARNESS.format(page="index.html"), tmp_path / "chromium")
     assert {"Leaderboard", "Metric against each hyperparameter", "Parallel coordinates and heat map",
             "Time: cluster against a local run", "Failed trials"} <= set(seen["headings"])
-    assert seen["leaders"] == 4  # the four points that trained
+    trained = [r["id"] for r in lines if r["value"] is not None]
+    assert all(pid in seen["text"] for pid in trained)  # the leaderboard: the four points that trained
     assert seen["images"] == 5 and seen["decoded"] == 5  # 3 keys, parallel coordinates, heat map
     assert "complete: every point has a result" in seen["text"] and "cannot fill one global batch" in seen["text"]
     spec = json.loads((page / "best" / "spec.json").read_text())

@@ -46,3 +46,22 @@ def harness_result(site: Path, harness: str, profile: Path) -> Any:
     match = re.search(r'<pre id="result">(.*?)</pre>', dom.stdout)
     assert match, f"harness did not report:\n{dom.stdout[-2000:]}\n{dom.stderr[-2000:]}"
     return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+# A harness for a report page (``.format(page=...)``): what a reader sees once it has loaded: headings, the verdict, images decoded.
+PAGE_HARNESS = """<!DOCTYPE html><html><body><pre id="result"></pre>
+<iframe id="page" src="{page}" style="width:1200px;height:900px"></iframe>
+<script>
+document.getElementById("page").addEventListener("load", () => {{
+  const doc = document.getElementById("page").contentDocument;
+  const imgs = [...doc.images];
+  document.getElementById("result").textContent = JSON.stringify({{
+    title: doc.title,
+    headings: [...doc.querySelectorAll("h1,h2,h3")].map(h => h.textContent),
+    text: doc.body.innerText,
+    images: imgs.length,
+    decoded: imgs.filter(i => i.complete && i.naturalWidth > 100).length,
+    rows: doc.querySelectorAll("tr").length,
+  }});
+}});
+</script></body></html>"""
