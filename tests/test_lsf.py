@@ -416,11 +416,12 @@ def test_sweep_runs_as_lsf_arrays_under_the_job_group(tmp_path):
     check_halving(work / "results/sweeps/ci")
     arrays = [c for c in bsub_calls(tmp_path) if c["argv"][c["argv"].index("-J") + 1].startswith("sweep_lsf")]
     assert len(arrays) == 2  # one array per rung
-    for call in arrays:
-        argv = call["argv"]
-        assert argv[1:7] == ["-G", "compute-jdoe", "-q", "general", "-g", "/jdoe/hpcdl"]
-        assert argv[argv.index("-J") + 1] == "sweep_lsf_array[1-2]"
-        assert argv[argv.index("-o") + 1] == f"{work}/results/logs/lsf/sweep_lsf_array/%J_%I.log"
-        assert "-n" not in argv  # one slot per element
+    for call in arrays:  # exactly these arguments: one slot and one GPU per element, on a GPU host
+        assert call["argv"][1:-1] == [
+            "-G", "compute-jdoe", "-q", "general", "-g", "/jdoe/hpcdl", "-a", f"docker({IMAGE})",
+            "-J", "sweep_lsf_array[1-2]", "-o", f"{work}/results/logs/lsf/sweep_lsf_array/%J_%I.log",
+            "-cwd", str(work), "-M", "4000MB", "-R", "select[gpuhost] rusage[mem=4000MB]", "-gpu", "num=1",
+            "-W", "30", "/bin/bash",
+        ], call["argv"]
     logs = sorted(p.name for p in (work / "results/logs/lsf/sweep_lsf_array").glob("*.log"))
     assert len(logs) == 4 and all(p.endswith(("_1.log", "_2.log")) for p in logs)

@@ -16,6 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hpcdl import records
 from hpcdl.atomic import write_text
@@ -57,6 +58,14 @@ def setup_worker(device_choice: str, local_world_size: int) -> None:
         torch.set_num_threads(cpu_threads(local_world_size))
 
 
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    """Each epoch's training loss and metrics; none for a run that ended before its first epoch."""
+    try:
+        return [{"epoch": r.epoch, "train_loss": r.train_loss, **r.metrics} for r in records.read_epochs(run_dir)]
+    except records.RecordError:
+        return []
+
+
 def drop_checkpoints(out_dir: Path, point_ids: list[str]) -> None:
     """Delete the checkpoints of points no rung will resume (dropped by successive halving)."""
     for pid in point_ids:
@@ -83,8 +92,8 @@ class TrainRunner:
         started = time.time()
         summary: records.RunSummary | None = None
         error: str | None = None
+        device = pick_device(spec.train.device, where.local_rank)
         try:
-            device = pick_device(spec.train.device, where.local_rank)
             ctx = TrainContext(0, 1, where.local_rank, where.local_world_size, 1, "sweep", device, verbose=False)
             run_dir.mkdir(parents=True, exist_ok=True)
             specs.write(run_dir / records.SPEC, spec)
@@ -92,14 +101,17 @@ class TrainRunner:
         except Exception as exc:  # noqa: BLE001 -- any failure of one point is that trial's result
             memory = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
             error = f"out of memory: {exc}" if memory else f"{type(exc).__name__}: {exc}"
+            if memory and device.type == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()  # the next trial on this GPU starts from free memory
             write_text(run_dir / "error.txt", traceback.format_exc())
         if summary is not None and summary.status == "diverged":
             error = f"diverged: the training loss was not finite in epoch {summary.epochs_run}"
         if task.last:  # nothing resumes this point any more: keep its records, not its weights
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(run_dir / records.CHECKPOINT)
-        history = [] if summary is None else [
-            {"epoch": r.epoch, "train_loss": r.train_loss, **r.metrics} for r in records.read_epochs(run_dir)]
+        history = [] if summary is None else _history(run_dir)
         ok = summary is not None and error is None
         return Trial(
             id=task.point.id, rung=task.rung, point=task.point.values, seed=spec.train.seed, epochs=task.epochs,
