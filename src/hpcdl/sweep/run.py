@@ -29,7 +29,7 @@ from hpcdl.atomic import make_dir, write_text
 from hpcdl.distributed import die_with_launcher, mpi_comm
 from hpcdl.sweep import execute, plan, results
 from hpcdl.sweep.space import Sweep, SweepError, build
-from hpcdl.sweep.trial import TrainRunner, Where
+from hpcdl.sweep.trial import TrainRunner, Where, setup_worker
 
 DEFINITION = "definition.json"
 # Settings that only say how or where to run: a rerun may change them.
@@ -168,6 +168,7 @@ def main(args: argparse.Namespace) -> int:
         if args.workers:
             ran = execute.run_local(dispatch, runner, args.workers, device, session)
         else:
+            setup_worker(device, 1)
             ran = execute.run_serial(dispatch, runner, Where(element or 0, 0, 1, session),
                                      "array" if element is not None else "serial")
     if dispatch is not None:
