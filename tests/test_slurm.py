@@ -128,6 +128,11 @@ def _pipeline_config(tmp_path: Path) -> Path:
     return path
 
 
+# Every stage through srun on the test cluster, no container, no GPU.
+SRUN = {"scheduler": "slurm", "launcher": "srun", "runtime": "none", "gpus_per_node": 0, "tasks_per_node": 0,
+        "srun_mpi": "pmix"}
+
+
 def _job_ids(logdir: Path, rule: str) -> list[str]:
     """SLURM job ids of ``rule``'s jobs: the plugin names each job's log ``<jobid>.log``."""
     return sorted(p.stem for p in (logdir / f"rule_{rule}").rglob("*.log"))
@@ -189,8 +194,7 @@ def test_classify_runs_through_slurm(slurm, tmp_path):
     config = tmp_path / "classify.yaml"
     config.write_text(yaml.safe_dump({
         "results": str(tmp_path / "results"),
-        "execution": {"scheduler": "slurm", "launcher": "srun", "runtime": "none", "gpus_per_node": 0,
-                      "tasks_per_node": 0, "srun_mpi": "pmix"},
+        "execution": SRUN,
         "images": {"train_samples": 600, "test_samples": 200},
         "train": {"run_name": "slurm-classify", "tasks": 2, "nodes": 2, "batch_size": 32, "epochs": 1},
         "classify": {"filters": 4, "dense_width": 16, "target_accuracy": 0.999},
@@ -225,8 +229,7 @@ def test_sweep_runs_as_slurm_job_arrays(slurm, tmp_path):
     config.write_text(yaml.safe_dump({
         **yaml.safe_load(SCENARIO.read_text()),
         "results": str(tmp_path / "results"),
-        "execution": {"scheduler": "slurm", "launcher": "srun", "runtime": "none", "gpus_per_node": 0,
-                      "tasks_per_node": 0, "srun_mpi": "pmix"},
+        "execution": SRUN,
     }))
     logdir = tmp_path / "slurm_logs"
     result = slurm.run(
