@@ -64,7 +64,7 @@ from hpcdl.convert_record import (
     remove_vanished,
     write_record,
 )
-from hpcdl.distributed import die_with_launcher, die_with_parent, mpi_comm
+from hpcdl.distributed import array_index, die_with_launcher, die_with_parent, mpi_comm
 
 FORMATS = ("npy", "gzip")
 SUFFIX = ".tfrecord"
@@ -375,13 +375,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _element(args: argparse.Namespace) -> tuple[int, int] | None:
     """``(element, elements)`` of an array element's run, or ``None`` for the whole conversion."""
-    element = args.element
-    if args.array_index_from is not None:
-        raw = os.environ.get(args.array_index_from, "")
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"--array-index-from {args.array_index_from}: ${args.array_index_from} is {raw!r},"
-                             " not an array index (1, 2, ...)")
-        element = int(raw) - 1
+    element = args.element if args.array_index_from is None else array_index(args.array_index_from)
     if element is None:
         return None
     if not args.elements:

@@ -69,6 +69,15 @@ def die_with_launcher() -> None:
         die_with_parent()
 
 
+def array_index(variable: str, offset: int = 0) -> int:
+    """The 0-based array element ``offset + $variable - 1`` of a scheduler array job (LSF sets
+    ``LSB_JOBINDEX`` to 1, 2, ...); ``ValueError`` naming the variable when it is no index."""
+    raw = os.environ.get(variable, "")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"--array-index-from {variable}: ${variable} is {raw!r}, not an array index (1, 2, ...)")
+    return offset + int(raw) - 1
+
+
 def mpi_comm() -> Any | None:
     """The MPI world communicator when launched under MPI, else ``None`` (no MPI init at all)."""
     if not under_mpi_launcher():

@@ -16,6 +16,7 @@ file, so killed, timed-out or lost work is simply handed out again.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import multiprocessing
 import os
@@ -49,7 +50,7 @@ class Dispatch:
         self.sweep, self.out_dir = sweep, out_dir
         self.done = dict(results.read(out_dir))
         self.rungs = list(rungs if rungs is not None else range(sweep.options.rungs + 1))
-        self.pending: list[Task] = []
+        self.pending: collections.deque[Task] = collections.deque()  # taken from the left
         self.running: dict[tuple[str, int], Task] = {}
         self.progress = plan.Progress(plan.total_tasks(sweep), plan.already_done(sweep, self.done),
                                       sweep.options.progress_every)
@@ -61,8 +62,8 @@ class Dispatch:
             if self.running:
                 return True  # the rung's selection waits for its last results
             rung = self.rungs.pop(0)
-            self.pending = [t for t in plan.selected(self.sweep, self.done, self.out_dir, rung)
-                            if (t.point.id, t.rung) not in self.done]
+            tasks = plan.selected(self.sweep, self.done, self.out_dir, rung)
+            self.pending = collections.deque(t for t in tasks if (t.point.id, t.rung) not in self.done)
         return bool(self.pending or self.running)
 
     def next(self) -> Task | str | None:
@@ -71,7 +72,7 @@ class Dispatch:
             return None
         if not self.pending:
             return WAIT
-        task = self.pending.pop(0)
+        task = self.pending.popleft()
         self.running[(task.point.id, task.rung)] = task
         return task
 
@@ -146,12 +147,12 @@ def _poll(ready: Callable[[], Any]) -> Any:
 
 def run_mpi(dispatch: Dispatch | None, runner: Runner, comm: Any, device: str, session: str) -> int:
     """Every rank of ``comm`` trains; rank 0 also coordinates (``dispatch`` is used on rank 0 only)."""
-    local_rank = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
-    local_size = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE",
-                                    os.environ.get("SLURM_NTASKS_PER_NODE", str(comm.Get_size()))).split("(")[0])
-    setup_worker(device, local_size)
+    from hpcdl.distributed import detect
+
+    env = detect(comm=comm)  # this rank's place on its node, whichever launcher started it
+    setup_worker(device, env.local_world_size)
     session = comm.bcast(session, root=0)
-    where = Where(comm.Get_rank(), local_rank, local_size, session)
+    where = Where(comm.Get_rank(), env.local_rank, env.local_world_size, session)
     if comm.Get_rank() != 0:
         _mpi_worker(runner, comm, where)
         return 0

@@ -39,10 +39,23 @@ def ranked(trials: list[Trial]) -> list[Trial]:
 
 def rung_tasks(sweep: Sweep, done: Done, rung: int) -> list[Task]:
     """Every task of ``rung`` (finished or not), in plan order."""
+    return _tasks(sweep, done, rung)[0]
+
+
+def selected(sweep: Sweep, done: Done, out_dir: Path, rung: int) -> list[Task]:
+    """:func:`rung_tasks` of ``rung``, dropping the checkpoints of the rung-before points it leaves."""
+    tasks, before = _tasks(sweep, done, rung)
+    kept = {t.point.id for t in tasks}
+    drop_checkpoints(out_dir, [t.point.id for t in before if t.point.id not in kept])
+    return tasks
+
+
+def _tasks(sweep: Sweep, done: Done, rung: int) -> tuple[list[Task], list[Task]]:
+    """The tasks of ``rung`` and of the rung before it (none before rung 0)."""
     epochs = rung_epochs(sweep)
     last = rung == sweep.options.rungs
     if rung == 0:
-        return [Task(p, 0, epochs[0], last) for p in sweep.points]
+        return [Task(p, 0, epochs[0], last) for p in sweep.points], []
     before = rung_tasks(sweep, done, rung - 1)
     missing = [t.point.id for t in before if (t.point.id, rung - 1) not in done]
     if missing:
@@ -51,16 +64,7 @@ def rung_tasks(sweep: Sweep, done: Done, rung: int) -> list[Task]:
     keep = rung_sizes(sweep)[rung]
     by_id = {t.point.id: t.point for t in before}
     best = ranked([done[(pid, rung - 1)] for pid in by_id])[:keep]
-    return [Task(by_id[t.id], rung, epochs[rung], last) for t in best]
-
-
-def selected(sweep: Sweep, done: Done, out_dir: Path, rung: int) -> list[Task]:
-    """:func:`rung_tasks` of ``rung``, dropping the checkpoints of the rung-before points it leaves."""
-    tasks = rung_tasks(sweep, done, rung)
-    if rung > 0:
-        kept = {t.point.id for t in tasks}
-        drop_checkpoints(out_dir, [t.point.id for t in rung_tasks(sweep, done, rung - 1) if t.point.id not in kept])
-    return tasks
+    return [Task(by_id[t.id], rung, epochs[rung], last) for t in best], before
 
 
 def _duration(seconds: float) -> str:

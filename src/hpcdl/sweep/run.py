@@ -19,14 +19,14 @@ early.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from hpcdl.atomic import make_dir, write_text
-from hpcdl.distributed import die_with_launcher, mpi_comm
+from hpcdl.distributed import array_index, die_with_launcher, mpi_comm
 from hpcdl.sweep import execute, plan, results
 from hpcdl.sweep.space import Sweep, SweepError, build
 from hpcdl.sweep.trial import TrainRunner, Where, setup_worker
@@ -90,11 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _element(args: argparse.Namespace) -> int | None:
     if args.array_index_from is None:
         return args.element
-    raw = os.environ.get(args.array_index_from, "")
-    if not raw.isdigit() or int(raw) < 1:
-        raise SweepError([f"--array-index-from {args.array_index_from}: ${args.array_index_from} is {raw!r},"
-                          " not an array index (1, 2, ...)"])
-    return args.element_offset + int(raw) - 1
+    try:
+        return array_index(args.array_index_from, args.element_offset)
+    except ValueError as exc:
+        raise SweepError([str(exc)]) from None
 
 
 class _Share(execute.Dispatch):
@@ -103,7 +102,7 @@ class _Share(execute.Dispatch):
     def __init__(self, sweep: Sweep, out: Path, rung: int, element: int, elements: int) -> None:
         super().__init__(sweep, out, range(rung, rung))
         mine = plan.selected(sweep, self.done, out, rung)[element::elements]
-        self.pending = [t for t in mine if (t.point.id, t.rung) not in self.done]
+        self.pending = collections.deque(t for t in mine if (t.point.id, t.rung) not in self.done)
         self.progress.total, self.progress.done = len(mine), len(mine) - len(self.pending)
 
 
