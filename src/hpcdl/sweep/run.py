@@ -11,7 +11,8 @@ it was started:
 Results go to ``OUT/trials.jsonl`` (:mod:`hpcdl.sweep.results`), trial runs to ``OUT/trials/``.
 The definition is copied to ``OUT/definition.json`` by the first run; a later run with a
 different definition is refused (its results would mix two sweeps). ``--done FILE`` writes a
-marker once this process's share is complete. Exit status: 0 when every task given to this
+marker once this process's share is complete. ``--close-rung R`` trains nothing: it checks that
+every point of rung R has a result (exit 1 if not; the workflow's gate between rungs). Exit status: 0 when every task given to this
 process has a result (failed trials included), 2 for a bad definition or a rung asked for too
 early.
 """
@@ -140,6 +141,8 @@ def main(args: argparse.Namespace) -> int:
             return close_rung(sweep, args.output_dir, args.close_rung, args.done)
         if args.data_dir is None:
             raise SweepError(["--data-dir is needed to train"])
+        if args.workers is not None and args.workers < 1:
+            raise SweepError([f"--workers {args.workers}: must be at least 1"])
         if element is not None:
             if not args.elements or not 0 <= element < args.elements:
                 raise SweepError([f"--element {element}: needs --elements E with 0 <= element < E"])
