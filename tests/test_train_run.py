@@ -93,6 +93,24 @@ def test_mpirun_two_ranks(dataset: Path, tmp_path: Path) -> None:
     assert_same_weights(tmp_path / "one", tmp_path / "two")
 
 
+@pytest.mark.mpi
+def test_fsdp_equals_ddp(dataset: Path, tmp_path: Path) -> None:
+    """FSDP (sharded weights, gathered checkpoint) computes DDP's updates; its checkpoint resumes.
+    5 validation samples over 2 ranks: the sharded model's forwards stay in step."""
+    mpirun = ["mpirun", "-np", "2", "--oversubscribe"]
+    flags = ["--batch-size", "2", *EXACT]
+    ddp = train(mpirun, dataset, tmp_path / "ddp", "--epochs", "2", "--strategy", "ddp", *flags)
+    train(mpirun, dataset, tmp_path / "fsdp", "--epochs", "1", "--strategy", "fsdp", *flags)
+    fsdp = train(mpirun, dataset, tmp_path / "fsdp", "--epochs", "2", "--strategy", "fsdp", *flags)
+    assert fsdp["epochs_run"] == 2 and fsdp["spec"]["train"]["strategy"] == "fsdp"
+    assert fsdp["parameters"] == ddp["parameters"]  # counted over whole tensors, not shards
+    assert_same_weights(tmp_path / "ddp", tmp_path / "fsdp")
+    for a, b in zip(metrics(tmp_path / "ddp"), metrics(tmp_path / "fsdp"), strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        for key in ("val_loss", "val_mae"):
+            assert a["metrics"][key] == pytest.approx(b["metrics"][key], rel=1e-5)
+
+
 def test_resume_equals_uninterrupted(dataset: Path, tmp_path: Path) -> None:
     flags = ["--batch-size", "4", "--shuffle", "--target-mae", "1e-6", "--warmup-epochs", "1"]
     train([], dataset, tmp_path / "full", "--epochs", "2", *flags)

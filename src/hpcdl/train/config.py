@@ -14,6 +14,7 @@ from hpcdl.settings import Namer, flag_name, setting
 
 SUBMISSION_STATUSES = ("onprem", "cloud", "preview", "research")
 OPTIMIZERS = ("sgd", "adamw")
+STRATEGIES = ("ddp", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class TrainConfig:
                                " (file names and sizes are still read, and the first sample checked)",
                                resumable=True)
     num_workers: int = setting(0, "data loader worker processes per rank", minimum=0, resumable=True)
+    strategy: str = setting("ddp", "data-parallel strategy: ddp (weights replicated, gradients all-reduced) | fsdp"
+                            " (fully_shard: weights, gradients and optimiser state sharded over the ranks)",
+                            choices=STRATEGIES)
     device: str = setting("auto", "auto | cpu | cuda (one GPU per local rank)", choices=("auto", "cpu", "cuda"))
     compile: bool = setting(False, "torch.compile the model", resumable=True)
     submission_org: str = setting("hpcdl", "MLPerf submission_org", pattern=r".+", resumable=True)

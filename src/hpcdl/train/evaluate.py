@@ -8,6 +8,7 @@ split. Used for the validation split each epoch, a fixed subset of the training 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,8 +31,19 @@ def evaluate(ctx: TrainContext, net: torch.nn.Module, dataset: torch.utils.data.
     tables: dict[str, torch.Tensor] = {}
     net.eval()
     idx = data.val_indices(count, ctx.rank, ctx.world_size)
+    # A sharded model's every forward is a collective: each rank runs as many forwards as rank 0
+    # (which has the most samples), the ones past its own shard on an empty batch.
+    rounds = math.ceil(len(data.val_indices(count, 0, ctx.world_size)) / batch)
+    batches = iter(data.loader(dataset, idx, batch, workers, ctx.device.type == "cuda"))
+    empty = None
     with torch.no_grad(), autocast(ctx.device):
-        for x, y in data.loader(dataset, idx, batch, workers, ctx.device.type == "cuda"):
+        for _ in range(max(rounds, 1 if tallies else 0)):
+            x, y = next(batches, (None, None))
+            if x is None:
+                if empty is None:
+                    x0, y0 = next(iter(data.loader(dataset, [0], 1, 0, False)))
+                    empty = x0[:0], y0[:0]
+                x, y = empty
             out = net(x.to(ctx.device, non_blocking=True))
             y = y.to(ctx.device, non_blocking=True)
             for i, fn in enumerate(metrics.values()):
@@ -39,15 +51,10 @@ def evaluate(ctx: TrainContext, net: torch.nn.Module, dataset: torch.utils.data.
                 sums[2 * i] += total.double()
                 sums[2 * i + 1] += n
             for name, fn in tallies.items():
+                # a tally of an empty batch is a table of zeros: ranks without samples join with it
                 table = fn(out, y).double()
                 tables[name] = tables[name] + table if name in tables else table
     values = ctx.all_sum(sums).tolist()
     result = {f"{prefix}_{name}": values[2 * i] / values[2 * i + 1] for i, name in enumerate(metrics)}
-    counts = {}
-    for name, fn in tallies.items():
-        if name not in tables:  # a rank without samples still joins the all-reduce, with zeros
-            x0, y0 = next(iter(data.loader(dataset, [0], 1, 0, False)))
-            with torch.no_grad(), autocast(ctx.device):
-                tables[name] = fn(net(x0.to(ctx.device))[:0], y0.to(ctx.device)[:0]).double()
-        counts[name] = ctx.all_sum(tables[name]).round().long().tolist()
+    counts = {name: ctx.all_sum(tables[name]).round().long().tolist() for name in tallies}
     return result, counts

@@ -27,7 +27,7 @@ from mlperf_logging.mllog import constants
 
 from hpcdl import records, workloads
 from hpcdl.atomic import write_text
-from hpcdl.train import checkpoint, data, inventory
+from hpcdl.train import checkpoint, data, inventory, parallel
 from hpcdl.train.context import TrainContext
 from hpcdl.train.evaluate import evaluate
 from hpcdl.train.mllog import MLLog, log_submission
@@ -96,22 +96,19 @@ class Trainer:
                                       f" one global batch of {self.global_batch}")
         init = torch.Generator().manual_seed(cfg.seed)
         self.net = place_model(self.workload.build_model(self.params, self.train_set[0], init), ctx.device)
+        # FSDP shards the parameters in place: the optimiser is built on the shards, after this
+        self.sharded = parallel.sharded(ctx, cfg.strategy)
+        self.model: torch.nn.Module = parallel.wrap(self.net, ctx, cfg.strategy)
         self.schedule = Schedule(cfg.initial_lr, cfg.base_lr * cfg.lr_factor(self.global_batch),
                                  cfg.warmup_epochs, cfg.lr_scheduler_epochs, cfg.lr_scheduler_decays)
         self.opt = optimizer(cfg, self.net.parameters(), self.schedule.lr(0))
         self.start_epoch, elapsed_before = 0, 0.0
         if state is not None:
-            self.net.load_state_dict(state["model"])
-            self.opt.load_state_dict(state["optimizer"])
+            parallel.load_full_state(self.net, self.opt, state["model"], state["optimizer"], self.sharded)
             self.start_epoch, self.best, elapsed_before = state["epoch"], state["best"], state["elapsed_s"]
             self.history = [records.EpochRecord(**m) for m in state["metrics"]]
             self.diverged = state.get("diverged", False)
             self.log = MLLog(self.run_dir / records.MLLOG, ctx.is_root, state["mllog"])
-        self.model: torch.nn.Module = self.net
-        if ctx.distributed:
-            # DDP broadcasts group rank 0's weights at construction: identical start on every rank
-            self.model = torch.nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[ctx.device.index] if gpu else None, process_group=ctx.group)
         if cfg.compile:
             self.model = torch.compile(self.model)
         if state is None:
@@ -213,12 +210,14 @@ class Trainer:
         return test, tables
 
     def save_epoch(self) -> None:
-        """Rank 0: metrics.jsonl, checkpoint.pt and the MLPerf log, each replaced atomically."""
+        """Rank 0: metrics.jsonl, checkpoint.pt and the MLPerf log, each replaced atomically
+        (every rank takes part in gathering sharded weights)."""
+        model_state, opt_state = parallel.full_state(self.net, self.opt, self.sharded)
         if not self.ctx.is_root:
             return
         self._write_metrics()
         checkpoint.save(self.run_dir / records.CHECKPOINT, {
-            "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+            "model": model_state, "optimizer": opt_state,
             "epoch": self.history[-1].epoch, "best": self.best,
             "metrics": [vars(m) for m in self.history], "elapsed_s": self.history[-1].elapsed_s,
             "mllog": list(self.log.lines), "fingerprint": self.fingerprint, "diverged": self.diverged,
