@@ -252,3 +252,33 @@ def test_sweep_runs_as_slurm_job_arrays(slurm, tmp_path):
     ctld = slurm.log()
     for job in arrays:
         assert re.search(rf"_job_complete: JobId={job}_[12]\(\d+\) WEXITSTATUS 0", ctld), job
+
+
+def test_scaling_study_runs_through_slurm(slurm, tmp_path):
+    """scaling_study over the two local systems: the 1-rank run on one node, the 2-rank run on both."""
+    config = _pipeline_config(tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    settings["study"] = {"systems": ["LOCAL_1x1x8", "LOCAL_2x1x4"], "seeds": 1, "train": {"epochs": 1}}
+    config.write_text(yaml.safe_dump(settings))
+    logdir = tmp_path / "slurm_logs"
+    result = slurm.run(
+        str(BIN / "snakemake"), "scaling_study",
+        "--profile", "profiles/slurm",
+        "--workflow-profile", "tests/slurm/profile",
+        "--configfile", "profiles/slurm/pipeline.yaml", str(config),
+        "--slurm-logdir", str(logdir),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    runs = tmp_path / "results/runs"
+    for run, layout in (("study_LOCAL_1x1x8_s0", (1, 1, "srun")), ("study_LOCAL_2x1x4_s0", (2, 2, "srun"))):
+        summary = json.loads((runs / run / "run.json").read_text())
+        assert (summary["world_size"], summary["nodes"], summary["launcher"]) == layout, run
+    # profiles/slurm turns the preflight on: the 2-rank run's allocation was checked by srun first
+    preflight = json.loads((runs / "study_LOCAL_2x1x4_s0/preflight.json").read_text())
+    assert (preflight["ok"], preflight["world_size"], preflight["launcher"]) == (True, 2, "srun")
+    assert not (runs / "study_LOCAL_1x1x8_s0/preflight.json").exists()  # one rank: nothing to check
+    summary = json.loads((tmp_path / "results/report/scaling_study/summary.json").read_text())
+    assert [p["world_size"] for p in summary["arms"][""]] == [1, 2] and summary["missing"] == []
+    allocations = sorted(_allocation(slurm, job)[0] for job in _job_ids(logdir, "study_train"))
+    assert allocations == ["1", "2"]

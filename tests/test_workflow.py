@@ -106,8 +106,8 @@ def test_spec_rule_writes_the_checked_settings_the_training_reads(tmp_path):
     assert dry.returncode == 0, dry.stdout + dry.stderr
     (train,) = [line for line in shell_lines(dry.stdout) if " hpcdl train " in line]
     assert train == (
-        f"mpirun -np 2 --oversubscribe hpcdl train --spec {results}/runs/demo/spec.json"
-        f" --data-dir {results}/data/cosmoflow/synth/npy --output-dir {results}/runs/demo"
+        f"(mpirun -np 2 --oversubscribe hpcdl train --spec {results}/runs/demo/spec.json"
+        f" --data-dir {results}/data/cosmoflow/synth/npy --output-dir {results}/runs/demo)"
         f" > {results}/logs/train/demo.log 2>&1"
     )
 

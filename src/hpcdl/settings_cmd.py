@@ -8,11 +8,13 @@ placement keys and one section per workload); ``--markdown`` prints the tables o
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 import yaml
 
-from hpcdl import settings, workloads
+from hpcdl import preflight, settings, workloads
+from hpcdl.study import runs as study
 from hpcdl.sweep.space import DISTRIBUTIONS, SweepSettings
 from hpcdl.train.config import TrainConfig
 from hpcdl.train.spec import Placement
@@ -36,6 +38,8 @@ def schema() -> dict[str, Any]:
     for name, entry in sorted(workloads.REGISTRY.items()):
         defs[name] = settings.schema(entry.params, f"parameters of the {name} workload")
     defs["sweep"] = sweep_schema()
+    defs["study"] = study_schema()
+    defs["preflight"] = preflight_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "description": "training settings, generated from their typed declarations", "$defs": defs}
 
@@ -64,6 +68,31 @@ def sweep_schema() -> dict[str, Any]:
     return section
 
 
+def study_schema() -> dict[str, Any]:
+    """The ``study:`` section: its scalar settings, then the points, the shared overrides and the
+    arms (keys and counts checked with one message each by :func:`hpcdl.study.runs.study_runs`)."""
+    section = settings.schema(study.StudySettings, "scaling study and comparison (snakemake scaling_study, compare)")
+    section["properties"].update({
+        "world_sizes": {"type": "array", "items": {"type": "integer"}, "description": study.WORLD_SIZES_HELP,
+                        "default": list(study.DEFAULT_WORLD_SIZES)},
+        "systems": {"type": "array", "items": {"type": "string"}, "description": study.SYSTEMS_HELP},
+        "train": {"type": "object", "description": study.TRAIN_HELP},
+        "arms": {"type": "object", "additionalProperties": {"type": "object"}, "description": study.ARMS_HELP,
+                 "default": study.DEFAULT_ARMS},
+    })
+    return section
+
+
+def preflight_schema() -> dict[str, Any]:
+    """The ``preflight:`` section: ``enabled``, then the check's settings but its device (the
+    training's own)."""
+    section = settings.schema(preflight.PreflightConfig, "hpcdl preflight before multi-rank trainings")
+    checks = {k: v for k, v in section["properties"].items() if k in preflight.WORKFLOW_KEYS}
+    section["properties"] = {"enabled": {"type": "boolean", "default": False, "description": preflight.ENABLED_HELP},
+                             **checks}
+    return section
+
+
 def render_schema() -> str:
     return HEADER + yaml.dump(schema(), Dumper=_NoAliases, sort_keys=False, width=120)
 
@@ -80,6 +109,17 @@ def markdown() -> str:
     rows += [f"| `sweep.{key}` | — | {kind} | `{default}` | — | {text.replace('|', chr(92) + '|')} |" for key, kind, default, text in (
         ("space", "mapping", "{}", SPACE_HELP), ("train", "mapping", "{}", TRAIN_HELP),
         ("params", "mapping", "{}", PARAMS_HELP), ("heatmap", "list", "null", HEATMAP_HELP))]
+    rows += ["", "The `study:` section (`snakemake scaling_study`, `snakemake compare`):", ""]
+    rows += settings.MARKDOWN_HEADER + settings.markdown_rows(study.StudySettings, "study", flags=False)
+    rows += [f"| `study.{key}` | — | {kind} | `{default}` | — | {text.replace('|', chr(92) + '|')} |" for key, kind, default, text in (
+        ("world_sizes", "list", "[1, 2]", study.WORLD_SIZES_HELP), ("systems", "list", "null", study.SYSTEMS_HELP),
+        ("train", "mapping", "{}", study.TRAIN_HELP),
+        ("arms", "mapping", json.dumps(study.DEFAULT_ARMS), study.ARMS_HELP))]
+    rows += ["", "The `preflight:` section (before each multi-rank training; `hpcdl preflight` flags of the same names):",
+             "", *settings.MARKDOWN_HEADER,
+             f"| `preflight.enabled` | — | bool | `false` | — | {preflight.ENABLED_HELP} |"]
+    rows += [row for row in settings.markdown_rows(preflight.PreflightConfig, "preflight")
+             if not row.startswith("| `preflight.device`")]
     return "\n".join(rows) + "\n"
 
 

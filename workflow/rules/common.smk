@@ -1,12 +1,15 @@
 import json
 import re
+import shlex
 
 from snakemake.utils import min_version, validate
 
 from hpcdl.launch import job_resources, stage_prefix, validate_execution
 from hpcdl.mixup_comparison.runs import mixup_runs
+from hpcdl.preflight import workflow_flags as preflight_flags
+from hpcdl.study.runs import StudyError, study_runs
 from hpcdl.sweep import space as sweeps
-from hpcdl.systems import scaled_runs
+from hpcdl.systems import SystemConfigError, scaled_runs
 from hpcdl.train import spec as specs
 
 min_version("9.0")
@@ -133,6 +136,37 @@ def checked_spec(train=None, where="the config", params=None):
 
 SPEC = checked_spec()
 PLACEMENT = specs.placement(config["train"])
+TRAIN_LAUNCH = launch(
+    PLACEMENT.tasks, PLACEMENT.nodes, readonly=[data_dir()], gpus=True
+)
+
+PREFLIGHT = config.get("preflight") or {}
+try:
+    PREFLIGHT_FLAGS = preflight_flags(PREFLIGHT, config["train"].get("device", "auto"))
+except ValueError as err:
+    raise WorkflowError(f"invalid preflight: section in the config:\n{err}")
+
+
+def preflight_step(runs=None):
+    """Shell text running ``hpcdl preflight`` with a training's launcher in its own allocation,
+    before a multi-rank training (``preflight.enabled``), else nothing; ``runs``: the scaling or
+    study runs by name, else the configured run."""
+
+    def step(wildcards, input):
+        run = runs[wildcards.run] if runs else None
+        tasks = run.resources["tasks"] if run else PLACEMENT.tasks
+        if not PREFLIGHT.get("enabled", False) or tasks < 2:
+            return ""
+        out = f"{RESULTS}/runs/{wildcards.run}/preflight.json"
+        return (
+            f"{run.launch if run else TRAIN_LAUNCH} hpcdl preflight"
+            f" --data {shlex.quote(training_data(wildcards, input))} {PREFLIGHT_FLAGS}"
+            f" --out {shlex.quote(out)} && "
+        )
+
+    return step
+
+
 SCALED = scaled_runs(
     config,
     os.path.join(workflow.basedir, "schemas/system.schema.yaml"),
@@ -150,9 +184,60 @@ MIXUP_SPECS = {
 }
 
 
+def checked_study(kind):
+    """Runs of the scaling study or comparison (rules/study.smk), checked now."""
+    try:
+        return study_runs(
+            config,
+            kind,
+            os.path.join(workflow.basedir, "schemas/system.schema.yaml"),
+            os.getcwd(),
+            data_dir(),
+        )
+    except (StudyError, SystemConfigError) as err:
+        raise WorkflowError(f"invalid study: section in the config:\n{err}")
+
+
+STUDY = {**checked_study("study"), **checked_study("compare")}
+STUDY_SPECS = {
+    run: checked_spec(r.train, f"study run {run}", r.params) for run, r in STUDY.items()
+}
+
+
+def study_targets(kind, arm=None):
+    """run.json of every run of ``kind`` (of one arm of the comparison)."""
+    return [
+        f"{RESULTS}/runs/{run}/run.json"
+        for run, r in STUDY.items()
+        if run.startswith(f"{kind}_") and (arm is None or r.arm == arm)
+    ]
+
+
+def compare_arms(wildcards, input):
+    """``--arm NAME RUN...`` of each arm, in the config's order."""
+    arms = dict.fromkeys(
+        r.arm for run, r in STUDY.items() if run.startswith("compare_")
+    )
+    return " ".join(
+        f"--arm {arm} "
+        + " ".join(os.path.dirname(p) for p in study_targets("compare", arm))
+        for arm in arms
+    )
+
+
+# On this machine a study run has it to itself: concurrent runs would distort the timings.
+STUDY_THREADS = (
+    workflow.cores if config["execution"].get("scheduler", "local") == "local" else 1
+)
+
+
 def run_settings(wildcards):
     """JSON settings of run ``wildcards.run``: a scaling run's, or the config's under that name."""
-    spec = {**SCALED_SPECS, **MIXUP_SPECS}.get(wildcards.run, SPEC).as_dict()
+    spec = (
+        {**SCALED_SPECS, **MIXUP_SPECS, **STUDY_SPECS}
+        .get(wildcards.run, SPEC)
+        .as_dict()
+    )
     spec["train"]["run_name"] = wildcards.run
     return json.dumps(spec, sort_keys=True)
 

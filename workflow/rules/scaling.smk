@@ -21,6 +21,7 @@ use rule train as scaling_train with:
         data=training_data,
         out=lambda wc, output: os.path.dirname(output.done),
         launch=lambda wc: SCALED[wc.run].launch,
+        preflight=preflight_step(SCALED),
 
 
 ruleorder: scaling_train > train

@@ -31,9 +31,9 @@ rule train:
     params:
         data=training_data,
         out=lambda wc, output: os.path.dirname(output.done),
-        launch=launch(
-            PLACEMENT.tasks, PLACEMENT.nodes, readonly=[data_dir()], gpus=True
-        ),
+        launch=TRAIN_LAUNCH,
+        # preflight.enabled: every rank of the allocation checked before any trains
+        preflight=preflight_step(),
     shell:
-        "{params.launch} hpcdl train --spec {input.spec:q} --data-dir {params.data:q}"
-        " --output-dir {params.out:q} > {log} 2>&1"
+        "({params.preflight}{params.launch} hpcdl train --spec {input.spec:q}"
+        " --data-dir {params.data:q} --output-dir {params.out:q}) > {log} 2>&1"
