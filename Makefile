@@ -16,7 +16,7 @@ endif
 APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium buildah crun debootstrap dataset-fashion-mnist
 CORES ?= 2
 
-.PHONY: demo test deps venv classify mixup
+.PHONY: demo test deps venv classify mixup segment
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -43,6 +43,10 @@ classify: venv
 
 mixup: venv
 	$(VENV)/bin/snakemake mixup_comparison --profile profiles/local --cores $(CORES) --configfile config/classify.yaml
+
+# The segment workload (UNet, IoU target) on the embedded synthetic microscopy (README).
+segment: venv
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile config/segment.yaml
 
 test: venv
 	$(VENV)/bin/python -m pytest -q tests

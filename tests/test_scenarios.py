@@ -16,9 +16,10 @@ SCENARIOS = sorted(p.parent.name for p in (REPO / ".test").glob("config-*/config
 # What each scenario is planned with: its targets and the site settings its profile would give.
 TARGETS = {"config-slurm-pyxis": ["all", "strong_scaling", "weak_scaling"],
            "config-classify": ["all", "mixup_comparison"], "config-sweep": ["sweep"],
-           "config-study": ["scaling_study", "compare"]}
+           "config-study": ["scaling_study", "compare"], "config-segment": ["all"]}
 # Config files a scenario is layered over (after config/config.yaml).
-LAYERS = {"config-classify": ["config/classify.yaml"], "config-sweep": ["config/classify.yaml"]}
+LAYERS = {"config-classify": ["config/classify.yaml"], "config-sweep": ["config/classify.yaml"],
+          "config-segment": ["config/segment.yaml"]}
 SITE = {"config-slurm-pyxis": ["--default-resources", "slurm_partition=gpu", "slurm_account=m1234"]}
 # Rules each scenario's plan must contain (and how often).
 EXPECTED = {
@@ -28,6 +29,7 @@ EXPECTED = {
     "config-classify": {"arrays": 1, "spec": 5, "train": 5, "report": 1, "mixup_comparison": 1},
     "config-sweep": {"arrays": 1, "sweep_plan": 1, "sweep_element": 4, "sweep_rung": 2, "sweep": 1},
     "config-study": {"synth": 1, "spec": 12, "study_train": 12, "scaling_study": 1, "compare": 1},
+    "config-segment": {"cells": 1, "spec": 1, "train": 1, "report": 1},
 }
 
 

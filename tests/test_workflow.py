@@ -48,7 +48,7 @@ def test_snakefmt_formatted():
         # convert.format is gone: training reads npy, or the gzip re-pack with train.stage_compressed.
         ({"convert": {"format": "gzip", "tasks": 2}}, "'format' was unexpected"),
         ({"dataset": {"source": "ftp"}}, "ftp"),
-        ({"workload": "resnet"}, "'resnet' is not one of ['cosmoflow', 'classify']"),
+        ({"workload": "resnet"}, "'resnet' is not one of ['cosmoflow', 'classify', 'segment']"),
         ({"train": {"run_name": "bad name", "tasks": 2, "seed": 0, "batch_size": 8, "epochs": 1}}, "bad name"),
         ({"train": {"device": "tpu"}}, "'tpu' is not one of ['auto', 'cpu', 'cuda']"),
         ({"train": {"tasks": 0}}, "0 is less than the minimum of 1"),

@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("hpcdl.download", "download (resumable, verified) and extract the real dataset"),
     "fetch": ("hpcdl.fetch", "download one file (resumable, size and SHA-256 checked), no extraction"),
     "arrays": ("hpcdl.arrays", "an image dataset (Fashion-MNIST, MNIST, CIFAR-10, CSV) as per-split arrays"),
+    "cells": ("hpcdl.cells", "write deterministic synthetic microscopy images with exact segmentation masks"),
+    "masks": ("hpcdl.masks", "a folder of PNG/TIFF images and segmentation masks as per-split arrays"),
     "convert": ("hpcdl.convert", "convert TFRecords to .npy pairs or gzip TFRecords (MPI-aware)"),
     "lists": ("hpcdl.lists", "write the sorted file lists a training run reads"),
     "model": ("hpcdl.workloads.cosmoflow.model", "print the CosmoFlow layer table and parameter count"),

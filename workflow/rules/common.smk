@@ -21,6 +21,8 @@ WORKLOAD = config["workload"]
 SOURCE = config["dataset"]["source"]
 # The image dataset of the classify workload (hpcdl.arrays registers the names).
 IMAGES = config.get("images", {}).get("dataset", "fashion-mnist")
+# The data of the segment workload (rules/segment.smk): cells | download | folder.
+SEGMENT_SOURCE = config.get("segment_data", {}).get("source", "cells")
 SPLITS = ["train", "validation"]
 # stage_compressed stages from the gzip TFRecord re-pack instead of the .npy pairs.
 TRAIN_FORMAT = "gzip" if config["train"].get("stage_compressed") else "npy"
@@ -37,12 +39,19 @@ wildcard_constraints:
 def data_dir(source=SOURCE):
     """Directory holding the workload's dataset: CosmoFlow's raw train/ and validation/ with
     their conversions, or an image dataset's fetched files and arrays."""
+    if WORKLOAD == "segment":
+        return f"{RESULTS}/data/segment/{SEGMENT_SOURCE}"
     return f"{RESULTS}/data/{WORKLOAD}/{IMAGES if WORKLOAD == 'classify' else source}"
 
 
 def arrays_dir(dataset=IMAGES):
     """Directory of an image dataset's arrays (train/, validation/, test/, manifest.json)."""
     return f"{RESULTS}/data/classify/{dataset}/arrays"
+
+
+def segment_arrays_dir():
+    """Directory of the segment workload's arrays: hpcdl cells' output, or hpcdl masks'."""
+    return data_dir() if SEGMENT_SOURCE == "cells" else f"{data_dir()}/arrays"
 
 
 def converted_dir(fmt="npy", source=SOURCE):
@@ -55,6 +64,8 @@ def training_inputs():
     stages from."""
     if WORKLOAD == "classify":
         return [f"{arrays_dir()}/manifest.json"]
+    if WORKLOAD == "segment":
+        return [f"{segment_arrays_dir()}/manifest.json"]
     if TRAIN_FORMAT == "gzip":
         return expand(
             "{dir}/{split}/convert.json", dir=converted_dir("gzip"), split=SPLITS
@@ -71,7 +82,7 @@ def training_data(wildcards, input):
     """The directory ``hpcdl train --data-dir`` reads: the arrays' (the manifest's folder), or the
     converted dataset's (above a split's folder)."""
     first = input.data[0]
-    if WORKLOAD == "classify":
+    if WORKLOAD in ("classify", "segment"):
         return os.path.dirname(first)
     return os.path.dirname(os.path.dirname(first))
 
@@ -400,3 +411,46 @@ def one_rank_resources(gpus=False):
     if "gres" in resources:
         resources["gres"] = "gpu:1"
     return resources
+
+
+# The segment workload's data options (rules/segment.smk).
+def segment_data():
+    """The segment_data: section (empty when the config has none)."""
+    return config.get("segment_data", {})
+
+
+def cells_options(wildcards):
+    """``hpcdl cells`` flags from segment_data.cells."""
+    cells = segment_data().get("cells", {})
+    flags = [
+        f"--{key} {cells[key]}"
+        for key in ("size", "train", "validation", "test", "seed")
+        if key in cells
+    ]
+    return " ".join(flags + (["--nuclei"] if cells.get("nuclei") else []))
+
+
+def masks_source(wildcards):
+    """The folder ``hpcdl masks`` reads: the extracted archive, or the configured folder."""
+    if wildcards.origin == "download":
+        return f"{RESULTS}/data/segment/download/raw"
+    return segment_data().get("folder", "")
+
+
+def masks_inputs(wildcards):
+    """What ``hpcdl masks`` waits for: the download's done-marker, or the folder itself."""
+    if wildcards.origin == "download":
+        return [f"{masks_source(wildcards)}/manifest.json"]
+    return [masks_source(wildcards)]
+
+
+def masks_options(wildcards):
+    """``hpcdl masks`` flags from segment_data."""
+    data = segment_data()
+    flags = [f"--classes {','.join(data.get('classes', ['background', 'foreground']))}"]
+    flags += [
+        f"--{key.replace('_', '-')} {data[key]}"
+        for key in ("validation_fraction", "split_seed")
+        if key in data
+    ]
+    return " ".join(flags)

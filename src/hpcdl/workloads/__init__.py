@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hpcdl.workloads.classify.params import ClassifyParams
 from hpcdl.workloads.cosmoflow.params import CosmoFlowParams
+from hpcdl.workloads.segment.params import SegmentParams
 
 if TYPE_CHECKING:
     from hpcdl.workloads.base import Workload
@@ -56,6 +57,7 @@ class Entry:
 REGISTRY: dict[str, Entry] = {
     "cosmoflow": Entry(CosmoFlowParams, "hpcdl.workloads.cosmoflow.workload"),
     "classify": Entry(ClassifyParams, "hpcdl.workloads.classify.workload"),
+    "segment": Entry(SegmentParams, "hpcdl.workloads.segment.workload"),
 }
 DEFAULT = "cosmoflow"
 
