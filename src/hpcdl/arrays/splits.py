@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,34 +81,29 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write(name: str, loaded: Loaded, splits: dict[str, tuple[np.ndarray, np.ndarray]], cfg: SplitConfig,
-          out: Path) -> dict[str, Any]:
-    """Write ``splits`` and the manifest into a temporary sibling of ``out``, then put it in place.
+def write_arrays(out: Path, head: dict[str, Any], splits: dict[str, tuple[np.ndarray, np.ndarray]],
+                 files: tuple[str, str], counts: Callable[[np.ndarray], dict[str, list[int]]]) -> dict[str, Any]:
+    """Write each split's pair of arrays as ``files`` and the manifest (``head``, then per split its
+    samples, files with SHA-256s and ``counts`` of its second array) into a temporary sibling of
+    ``out``, then put it in place.
 
     Staging directories of killed runs are removed first; on any error (SIGTERM included, which
-    ``hpcdl arrays`` turns into an exception) this run's is removed and ``out`` is untouched.
+    the commands turn into an exception) this run's is removed and ``out`` is untouched.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f"{TMP_PREFIX}{out.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
     staging = out.parent / f"{TMP_PREFIX}{out.name}-{uuid.uuid4().hex[:8]}"
     try:
-        manifest: dict[str, Any] = {
-            "dataset": name, "classes": loaded.classes, "shape": list(splits["train"][0].shape[1:]),
-            "layout": "NCHW", "validation_fraction": cfg.validation_fraction, "split_seed": cfg.split_seed,
-            "train_samples": cfg.train_samples, "test_samples": cfg.test_samples,
-            "sources": [{"file": str(p), "bytes": p.stat().st_size, "sha256": sha256(p)} for p in loaded.sources],
-            "splits": {},
-        }
-        for split, (images, labels) in splits.items():
+        manifest: dict[str, Any] = {**head, "splits": {}}
+        for split, pair in splits.items():
             (staging / split).mkdir(parents=True)
-            files = {}
-            for file, array in zip(FILES, (images, labels)):
+            written = {}
+            for file, array in zip(files, pair):
                 path = staging / split / file
                 np.save(path, np.ascontiguousarray(array), allow_pickle=False)
-                files[file] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
-            manifest["splits"][split] = {"samples": len(labels), "files": files,
-                                         "class_counts": np.bincount(labels, minlength=len(loaded.classes)).tolist()}
+                written[file] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
+            manifest["splits"][split] = {"samples": len(pair[0]), "files": written, **counts(pair[1])}
         write_text(staging / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -115,3 +111,17 @@ def write(name: str, loaded: Loaded, splits: dict[str, tuple[np.ndarray, np.ndar
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def write(name: str, loaded: Loaded, splits: dict[str, tuple[np.ndarray, np.ndarray]], cfg: SplitConfig,
+          out: Path) -> dict[str, Any]:
+    """Write ``splits`` (images, labels) and the manifest of ``hpcdl arrays`` (:func:`write_arrays`)."""
+    head = {
+        "dataset": name, "classes": loaded.classes, "shape": list(splits["train"][0].shape[1:]),
+        "layout": "NCHW", "validation_fraction": cfg.validation_fraction, "split_seed": cfg.split_seed,
+        "train_samples": cfg.train_samples, "test_samples": cfg.test_samples,
+        "sources": [{"file": str(p), "bytes": p.stat().st_size, "sha256": sha256(p)} for p in loaded.sources],
+    }
+    classes = len(loaded.classes)
+    return write_arrays(out, head, splits, FILES,
+                        lambda labels: {"class_counts": np.bincount(labels, minlength=classes).tolist()})

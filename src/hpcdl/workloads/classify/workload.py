@@ -17,21 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpcdl import arrays
-from hpcdl.train.data import TensorSplit
-from hpcdl.workloads import DataError, Target, npy
-from hpcdl.workloads.base import BatchRandom, Metric, Tally, Workload
+from hpcdl.workloads import Target, npy
+from hpcdl.workloads.base import BatchRandom, Metric, Tally
 from hpcdl.workloads.classify import augment, model
 from hpcdl.workloads.classify.params import ClassifyParams
+from hpcdl.workloads.paired import PairedArrays, whole
 
-IMAGES, LABELS = "images.npy", "labels.npy"
-
-
-def _manifest(split_dir: Path) -> dict[str, Any]:
-    try:
-        return arrays.read_manifest(split_dir.parent)
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
+LABELS = "labels.npy"
 
 
 def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,69 +41,24 @@ def _confusion(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.bincount(y * classes + out.argmax(1), minlength=classes * classes).view(classes, classes)
 
 
-def _problems(images: Path, labels: Path, classes: int, shape: tuple[int, ...] | None) -> list[str]:
-    """What is wrong with one split's pair of arrays: dtypes, shapes, sizes, label range."""
-    path = images
-    try:
-        dtype, ishape, size = npy.header(images)
-        if dtype != np.uint8 or len(ishape) != 4:
-            return [f"{images}: expected uint8 images (N, C, H, W), got {dtype} {ishape}"]
-        if shape is not None and tuple(ishape[1:]) != shape:
-            return [f"{images}: images of {tuple(ishape[1:])}, but the training split's are {shape}"]
-        if (actual := images.stat().st_size) != size:
-            return [f"{images}: {actual} bytes, its header promises {size} (truncated?)"]
-        path = labels
-        dtype, lshape, size = npy.header(labels)
-        if dtype != np.int64 or lshape != ishape[:1]:
-            return [f"{labels}: expected {ishape[0]} int64 labels, got {dtype} {lshape}"]
-        if (actual := labels.stat().st_size) != size:
-            return [f"{labels}: {actual} bytes, its header promises {size} (truncated?)"]
-        y = np.load(labels, mmap_mode="r")
-        bad = np.flatnonzero((y < 0) | (y >= classes))
-        if bad.size:
-            return [f"{labels}: label {int(y[bad[0]])} of sample {int(bad[0])} is outside the {classes} classes"
-                    f" ({bad.size} such labels)"]
-    except FileNotFoundError:
-        return [f"{path}: missing"]
-    except (OSError, ValueError, EOFError) as exc:
-        return [f"{path}: not a readable .npy file ({exc})"]
-    return []
-
-
-class ClassifyWorkload(Workload):
-    """Image classification with augmentation and MixUp."""
+class ClassifyWorkload(PairedArrays):
+    """Image classification with augmentation and MixUp (MixUp's soft labels need ``classes``)."""
 
     name = "classify"
+    TARGETS = LABELS
 
-    def __init__(self) -> None:
-        # Set by open_split from the data's manifest: MixUp's soft labels need the class count.
-        self.classes = 0
-
-    def data_files(self, params: ClassifyParams, split_dir: Path) -> list[tuple[Path, ...]]:
-        _manifest(split_dir)
-        return [(split_dir / IMAGES, split_dir / LABELS)]
-
-    def check_files(self, params: ClassifyParams, groups: list[tuple[Path, ...]],
-                    first: tuple[Path, ...]) -> list[str]:
-        classes = len(_manifest(first[0].parent)["classes"])
-        return [line for images, labels in groups for line in _problems(images, labels, classes, None)]
-
-    def data_identity(self, params: ClassifyParams, split_dir: Path) -> str:
-        files = _manifest(split_dir)["splits"].get(split_dir.name, {}).get("files", {})
-        return ",".join(files.get(name, {}).get("sha256", "") for name in (IMAGES, LABELS))
-
-    def open_split(self, params: ClassifyParams, split_dir: Path) -> TensorSplit:
-        manifest = _manifest(split_dir)
-        self.classes = len(manifest["classes"])
-        # The model is built from the training split: checked even when --skip-check skipped the rest.
-        if problems := _problems(split_dir / IMAGES, split_dir / LABELS, self.classes, tuple(manifest["shape"])):
-            raise DataError(problems[0])
-        x = torch.from_numpy(np.load(split_dir / IMAGES))
-        y = torch.from_numpy(np.load(split_dir / LABELS))
-        return TensorSplit(x, y)
-
-    def class_names(self, params: ClassifyParams, data_dir: Path) -> list[str]:
-        return list(_manifest(data_dir / "train")["classes"])
+    def target_problems(self, targets: Path, images_shape: tuple[int, ...], classes: int) -> list[str]:
+        dtype, lshape, size = npy.header(targets)
+        if dtype != np.int64 or lshape != images_shape[:1]:
+            return [f"{targets}: expected {images_shape[0]} int64 labels, got {dtype} {lshape}"]
+        if truncated := whole(targets, size):
+            return [truncated]
+        y = np.load(targets, mmap_mode="r")
+        bad = np.flatnonzero((y < 0) | (y >= classes))
+        if bad.size:
+            return [f"{targets}: label {int(y[bad[0]])} of sample {int(bad[0])} is outside the {classes} classes"
+                    f" ({bad.size} such labels)"]
+        return []
 
     def build_model(self, params: ClassifyParams, sample: tuple[torch.Tensor, torch.Tensor],
                     generator: torch.Generator) -> nn.Module:

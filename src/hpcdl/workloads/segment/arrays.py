@@ -10,16 +10,12 @@ the manifest last, and renames it into place: a failed run leaves an earlier OUT
 
 from __future__ import annotations
 
-import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hpcdl.arrays.splits import MANIFEST, sha256
-from hpcdl.atomic import TMP_PREFIX, write_text
+from hpcdl.arrays.splits import write_arrays
 
 IMAGES, MASKS = "images.npy", "masks.npy"
 SPLITS = ("train", "validation", "test")
@@ -38,27 +34,6 @@ def write(out: Path, classes: list[str], splits: dict[str, tuple[np.ndarray, np.
           about: dict[str, Any]) -> dict[str, Any]:
     """Write ``splits`` (name -> images, masks) and the manifest (``about`` merged in) into a
     temporary sibling of ``out``, then rename it into place; the manifest."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f"{TMP_PREFIX}{out.name}-*"):  # left by killed runs
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = out.parent / f"{TMP_PREFIX}{out.name}-{uuid.uuid4().hex[:8]}"
-    try:
-        manifest: dict[str, Any] = {**about, "classes": classes, "shape": list(splits["train"][0].shape[1:]),
-                                    "layout": "NCHW", "splits": {}}
-        for split, (images, masks) in splits.items():
-            (staging / split).mkdir(parents=True)
-            files = {}
-            for name, array in ((IMAGES, images), (MASKS, masks)):
-                path = staging / split / name
-                np.save(path, np.ascontiguousarray(array), allow_pickle=False)
-                files[name] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
-            manifest["splits"][split] = {
-                "samples": len(images), "files": files,
-                "pixel_counts": np.bincount(masks.reshape(-1), minlength=len(classes)).tolist()}
-        write_text(staging / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return manifest
+    head = {**about, "classes": classes, "shape": list(splits["train"][0].shape[1:]), "layout": "NCHW"}
+    return write_arrays(out, head, splits, (IMAGES, MASKS), lambda masks: {
+        "pixel_counts": np.bincount(masks.reshape(-1), minlength=len(classes)).tolist()})

@@ -22,22 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpcdl import arrays as manifests
-from hpcdl.train.data import TensorSplit
 from hpcdl.workloads import DataError, Target, npy
-from hpcdl.workloads.base import BatchRandom, Metric, Tally, Workload
+from hpcdl.workloads.base import BatchRandom, Metric, Tally
 from hpcdl.workloads.segment import model
-from hpcdl.workloads.segment.arrays import IMAGES, MASKS, bad_mask_value
+from hpcdl.workloads.paired import PairedArrays, whole
+from hpcdl.workloads.segment.arrays import MASKS, bad_mask_value
 from hpcdl.workloads.segment.params import SegmentParams
 
 SMOOTH = 1.0  # soft Dice's additive smoothing: an image without foreground has a defined loss
-
-
-def _manifest(split_dir: Path) -> dict[str, Any]:
-    try:
-        return manifests.read_manifest(split_dir.parent)
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
 
 
 def predict(out: torch.Tensor) -> torch.Tensor:
@@ -89,68 +81,27 @@ def _confusion(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
                           minlength=classes * classes).view(classes, classes)
 
 
-def _problems(images: Path, masks: Path, classes: int, shape: tuple[int, ...] | None) -> list[str]:
-    """What is wrong with one split's pair of arrays: dtypes, shapes, sizes, mask values."""
-    path = images
-    try:
-        dtype, ishape, size = npy.header(images)
-        if dtype != np.uint8 or len(ishape) != 4:
-            return [f"{images}: expected uint8 images (N, C, H, W), got {dtype} {ishape}"]
-        if shape is not None and tuple(ishape[1:]) != shape:
-            return [f"{images}: images of {tuple(ishape[1:])}, but the training split's are {shape}"]
-        if (actual := images.stat().st_size) != size:
-            return [f"{images}: {actual} bytes, its header promises {size} (truncated?)"]
-        path = masks
-        dtype, mshape, size = npy.header(masks)
-        expected = (ishape[0], *ishape[2:])
-        if dtype != np.uint8 or mshape != expected:
-            return [f"{masks}: expected uint8 masks {expected} (one per image), got {dtype} {mshape}"]
-        if (actual := masks.stat().st_size) != size:
-            return [f"{masks}: {actual} bytes, its header promises {size} (truncated?)"]
-        if bad := bad_mask_value(np.load(masks, mmap_mode="r"), classes):
-            return [f"{masks}: value {bad[1]} in the mask of sample {bad[0]} is outside the {classes} classes"]
-    except FileNotFoundError:
-        return [f"{path}: missing"]
-    except (OSError, ValueError, EOFError) as exc:
-        return [f"{path}: not a readable .npy file ({exc})"]
-    return []
-
-
-class SegmentWorkload(Workload):
+class SegmentWorkload(PairedArrays):
     """Semantic segmentation of 2-D images with a UNet."""
 
     name = "segment"
+    TARGETS = MASKS
 
-    def __init__(self) -> None:
-        # Set by open_split from the data's manifest: the model's output channels follow it.
-        self.classes = 0
+    def target_problems(self, targets: Path, images_shape: tuple[int, ...], classes: int) -> list[str]:
+        dtype, mshape, size = npy.header(targets)
+        expected = (images_shape[0], *images_shape[2:])
+        if dtype != np.uint8 or mshape != expected:
+            return [f"{targets}: expected uint8 masks {expected} (one per image), got {dtype} {mshape}"]
+        if truncated := whole(targets, size):
+            return [truncated]
+        if bad := bad_mask_value(np.load(targets, mmap_mode="r"), classes):
+            return [f"{targets}: value {bad[1]} in the mask of sample {bad[0]} is outside the {classes} classes"]
+        return []
 
-    def data_files(self, params: SegmentParams, split_dir: Path) -> list[tuple[Path, ...]]:
-        _manifest(split_dir)
-        return [(split_dir / IMAGES, split_dir / MASKS)]
-
-    def check_files(self, params: SegmentParams, groups: list[tuple[Path, ...]],
-                    first: tuple[Path, ...]) -> list[str]:
-        classes = len(_manifest(first[0].parent)["classes"])
-        return [line for images, masks in groups for line in _problems(images, masks, classes, None)]
-
-    def data_identity(self, params: SegmentParams, split_dir: Path) -> str:
-        files = _manifest(split_dir)["splits"].get(split_dir.name, {}).get("files", {})
-        return ",".join(files.get(name, {}).get("sha256", "") for name in (IMAGES, MASKS))
-
-    def open_split(self, params: SegmentParams, split_dir: Path) -> TensorSplit:
-        manifest = _manifest(split_dir)
-        self.classes = len(manifest["classes"])
-        if self.classes < 2:
+    def check_classes(self, split_dir: Path, classes: list[str]) -> None:
+        if len(classes) < 2:
             raise DataError(f"{split_dir.parent / 'manifest.json'}: segmentation needs at least 2 classes"
-                            f" (background first), got {manifest['classes']}")
-        # The model is built from the training split: checked even when --skip-check skipped the rest.
-        if problems := _problems(split_dir / IMAGES, split_dir / MASKS, self.classes, tuple(manifest["shape"])):
-            raise DataError(problems[0])
-        return TensorSplit(torch.from_numpy(np.load(split_dir / IMAGES)), torch.from_numpy(np.load(split_dir / MASKS)))
-
-    def class_names(self, params: SegmentParams, data_dir: Path) -> list[str]:
-        return list(_manifest(data_dir / "train")["classes"])
+                            f" (background first), got {classes}")
 
     def build_model(self, params: SegmentParams, sample: tuple[torch.Tensor, torch.Tensor],
                     generator: torch.Generator) -> nn.Module:
