@@ -419,6 +419,17 @@ def segment_data():
     return config.get("segment_data", {})
 
 
+if (
+    WORKLOAD == "segment"
+    and SEGMENT_SOURCE == "download"
+    and not segment_data().get("download", {}).get("url")
+):
+    raise WorkflowError(
+        "invalid segment_data: section in the config:\nsegment_data.download.url:"
+        " segment_data.source download needs the archive's url (and its sha256 and size)"
+    )
+
+
 def cells_options(wildcards):
     """``hpcdl cells`` flags from segment_data.cells."""
     cells = segment_data().get("cells", {})

@@ -93,7 +93,9 @@ def metric_figure(arms: dict[str, list[Point]], metric: str, target: Target | No
     ax = fig.subplots()
     for i, (arm, pts) in enumerate(arms.items()):
         drawn = [p for p in pts if p.metric is not None]
-        ax.errorbar([p.world_size for p in drawn], [p.metric.mean for p in drawn],
+        # arms side by side (3 % apart on the log axis): equal values would hide one another
+        dodge = 2 ** (0.04 * (i - (len(arms) - 1) / 2))
+        ax.errorbar([p.world_size * dodge for p in drawn], [p.metric.mean for p in drawn],
                     yerr=[p.metric.std for p in drawn], fmt="o-", color=f"C{i}", capsize=3, label=_label(arm))
     if target is not None:
         ax.axhline(target.threshold, color="C3", linestyle="--", label=f"target {target.mode} {target.threshold:g}")
