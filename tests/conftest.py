@@ -13,6 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def train_command(shell: str) -> str:
+    """``LAUNCH hpcdl train ARGS`` of a training job's shell line ``(PREFLIGHT && LAUNCH hpcdl
+    train ARGS) > LOG 2>&1``: without the preflight, the parentheses and the redirection."""
+    inner = shell.rsplit(") > ", 1)[0].removeprefix("(") if shell.startswith("(") else shell.split(" > ")[0]
+    return inner.split(" && ")[-1].strip()
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     """Environment for subprocesses: the venv's bin first on PATH, Open MPI allowed as root."""
     env = dict(os.environ)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, REPO, run_tool
+from conftest import BIN, REPO, run_tool, train_command
 from hpcdl.launch import Launch, LaunchError, job_resources, launch_prefix, stage_prefix, validate_execution
 
 IMAGE = "ghcr.io#hpcdl/hpcdl:0.1.0"
@@ -407,13 +407,20 @@ def test_workflow_puts_pyxis_flags_on_srun_never_on_the_job(tmp_path):
                       "tasks_per_node": 4},
         "train": {"run_name": "demo", "tasks": 4, "seed": 0, "batch_size": 8, "epochs": 1,
                   "staging_dir": str(staging)},
+        "preflight": {"enabled": True, "min_busbw": 100},
     }))
     # Dry run over the default results/ (under the working directory): nothing is written.
     result = snakemake("-n", "-p", "--forceall", "results/runs/demo/run.json", "--configfile", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     shells = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines()
-              if line.startswith("Shell command: srun")]
-    train = shlex.split(next(s for s in shells if " hpcdl train " in s).split(" > ")[0])
+              if line.startswith(("Shell command: srun", "Shell command: (srun"))]
+    shell = next(s for s in shells if " hpcdl train " in s)
+    train = shlex.split(train_command(shell))
+    # The preflight runs first, in the same job, with the training's own srun and container.
+    preflight = shlex.split(shell.removeprefix("(").split(" && ")[0])
+    assert preflight[: preflight.index("hpcdl")] == train[: train.index("hpcdl")]
+    assert preflight[preflight.index("hpcdl"):][:4] == ["hpcdl", "preflight", "--data", "results/data/cosmoflow/synth/npy"]
+    assert "--min-busbw" in preflight and preflight[preflight.index("--min-busbw") + 1] == "100"
     data = str(REPO / "results/data/cosmoflow/synth")
     assert train[: train.index("hpcdl")] == [
         "srun", "--nodes=1", "--ntasks=4", "--ntasks-per-node=4", "--mpi=pmix", "--gpus-per-task=1",

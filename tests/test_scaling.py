@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, REPO, run_tool
+from conftest import BIN, REPO, run_tool, train_command
 
 SNAKEMAKE = str(BIN / "snakemake")
 PYXIS = {
@@ -67,7 +67,8 @@ def dry_run_jobs(targets: list[str], config: Path, *args: str) -> dict[str, dict
 
 def flag(shell: str, name: str) -> str:
     """The value(s) after ``--name`` in the `hpcdl train` part of a shell line."""
-    words = shlex.split(shell.split(" hpcdl train ", 1)[1])
+    words = shlex.split(train_command(shell))
+    words = words[words.index("hpcdl") + 2 :]
     i = words.index(name)
     values = []
     for word in words[i + 1 :]:
@@ -102,7 +103,7 @@ def test_dgxa100_strong_and_weak_under_srun_pyxis(tmp_path):
     results = tmp_path / "results"
     for run, (nodes, tasks, base_lr, warmup, walltime) in expected.items():
         shell, resources = jobs[run]["shell"], jobs[run]["resources"]
-        launch = shlex.split(shell.split(" hpcdl train ", 1)[0])
+        launch = shlex.split(train_command(shell).split(" hpcdl train ", 1)[0])
         assert launch[:6] == [
             "srun",
             f"--nodes={nodes}",
@@ -118,7 +119,7 @@ def test_dgxa100_strong_and_weak_under_srun_pyxis(tmp_path):
         assert flag(shell, "--data-dir") == f"{results}/data/cosmoflow/synth/npy"
         assert flag(shell, "--output-dir") == f"{results}/runs/{run}"
         # Every setting travels in the spec; no setting is a flag of the training's shell line.
-        assert [w for w in shlex.split(shell.split(" hpcdl train ", 1)[1]) if w.startswith("--")] == [
+        assert [w for w in shlex.split(train_command(shell).split(" hpcdl train ", 1)[1]) if w.startswith("--")] == [
             "--spec", "--data-dir", "--output-dir"
         ]
         spec = jobs[run]["spec"]
@@ -153,14 +154,14 @@ def test_local_systems_under_mpirun_run_every_rank_here(tmp_path):
     assert sorted(jobs) == ["strong_LOCAL_1x1x8", "strong_LOCAL_2x1x4", "weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1"]
     for run in ("strong_LOCAL_2x1x4", "weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1"):
         job = jobs[run]
-        assert job["shell"].startswith("mpirun -np 2 --oversubscribe hpcdl train ")
+        assert train_command(job["shell"]).startswith("mpirun -np 2 --oversubscribe hpcdl train ")
         assert job["spec"]["train"]["batch_size"] == 4 and job["spec"]["train"]["warmup_epochs"] == 0
         assert job["spec"]["train"]["staging_dir"] == ""  # the system reads the data in place
         assert job["resources"]["runtime"] == "30" and job["resources"]["gres"] == ""
         assert job["resources"]["tasks"] == "2" and job["resources"]["mpi"] == "mpirun"
     # One rank: no launcher at all, and the same global batch of 8 as the two-rank run.
     single = jobs["strong_LOCAL_1x1x8"]
-    assert single["shell"].split(" hpcdl train ")[0] == "" and single["spec"]["train"]["batch_size"] == 8
+    assert train_command(single["shell"]).startswith("hpcdl train ") and single["spec"]["train"]["batch_size"] == 8
     assert single["resources"]["tasks"] == "1" and single["resources"]["mpi"] == ""
     assert [jobs[f"weak_LOCAL_2x1x4_i{k}"]["spec"]["train"]["seed"] for k in (0, 1)] == [0, 1]
 
@@ -170,7 +171,7 @@ def test_lsf_mpirun_spreads_the_ranks_over_the_system_nodes(tmp_path):
     config = write_config(tmp_path, execution=execution, scaling={"weak": {"system": "DGXA100_4x8x1", "instances": 1}})
     lsf = ["lsf_group=compute-x", "lsf_queue=general", "lsf_job_group=/x/hpcdl", "lsf_image=ghcr.io/hpcdl/hpcdl:0.1.0"]
     job = dry_run_jobs(["weak_scaling"], config, "--default-resources", *lsf)["weak_DGXA100_4x8x1_i0"]
-    assert job["shell"].startswith("mpirun -np 32 --oversubscribe --map-by ppr:8:node hpcdl train ")
+    assert train_command(job["shell"]).startswith("mpirun -np 32 --oversubscribe --map-by ppr:8:node hpcdl train ")
     assert {key: job["resources"][key] for key in ("tasks", "nodes", "gres", "runtime")} == {
         "tasks": "32",
         "nodes": "4",

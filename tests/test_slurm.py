@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, run_tool
+from helpers.browser import PAGE_HARNESS, harness_result
 from test_sweep_pipeline import SCENARIO, check_halving
 
 sys.path.insert(0, str(Path(__file__).parent / "slurm"))
@@ -254,31 +255,42 @@ def test_sweep_runs_as_slurm_job_arrays(slurm, tmp_path):
         assert re.search(rf"_job_complete: JobId={job}_[12]\(\d+\) WEXITSTATUS 0", ctld), job
 
 
-def test_scaling_study_runs_through_slurm(slurm, tmp_path):
-    """scaling_study over the two local systems: the 1-rank run on one node, the 2-rank run on both."""
+def test_scaling_study_and_compare_run_through_slurm(slurm, tmp_path):
+    """Both study targets over the two local systems: the 1-rank runs on one node, the 2-rank runs
+    on both; the two pages render in Chromium from those runs."""
     config = _pipeline_config(tmp_path)
     settings = yaml.safe_load(config.read_text())
     settings["study"] = {"systems": ["LOCAL_1x1x8", "LOCAL_2x1x4"], "seeds": 1, "train": {"epochs": 1}}
     config.write_text(yaml.safe_dump(settings))
     logdir = tmp_path / "slurm_logs"
     result = slurm.run(
-        str(BIN / "snakemake"), "scaling_study",
+        str(BIN / "snakemake"), "scaling_study", "compare",
         "--profile", "profiles/slurm",
         "--workflow-profile", "tests/slurm/profile",
         "--configfile", "profiles/slurm/pipeline.yaml", str(config),
         "--slurm-logdir", str(logdir),
-        timeout=600,
+        timeout=900,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
     runs = tmp_path / "results/runs"
-    for run, layout in (("study_LOCAL_1x1x8_s0", (1, 1, "srun")), ("study_LOCAL_2x1x4_s0", (2, 2, "srun"))):
+    layouts = {"LOCAL_1x1x8": (1, 1, "srun"), "LOCAL_2x1x4": (2, 2, "srun")}
+    expected = {f"{kind}_{system}_s0": layout for system, layout in layouts.items()
+                for kind in ("study", "compare_ddp", "compare_fsdp")}
+    for run, layout in expected.items():
         summary = json.loads((runs / run / "run.json").read_text())
         assert (summary["world_size"], summary["nodes"], summary["launcher"]) == layout, run
-    # profiles/slurm turns the preflight on: the 2-rank run's allocation was checked by srun first
+    assert json.loads((runs / "compare_fsdp_LOCAL_2x1x4_s0/run.json").read_text())["spec"]["train"]["strategy"] == "fsdp"
+    # profiles/slurm turns the preflight on: the 2-rank runs' allocations were checked by srun first
     preflight = json.loads((runs / "study_LOCAL_2x1x4_s0/preflight.json").read_text())
     assert (preflight["ok"], preflight["world_size"], preflight["launcher"]) == (True, 2, "srun")
     assert not (runs / "study_LOCAL_1x1x8_s0/preflight.json").exists()  # one rank: nothing to check
-    summary = json.loads((tmp_path / "results/report/scaling_study/summary.json").read_text())
-    assert [p["world_size"] for p in summary["arms"][""]] == [1, 2] and summary["missing"] == []
+    report = tmp_path / "results/report"
+    study = json.loads((report / "scaling_study/summary.json").read_text())
+    assert [p["world_size"] for p in study["arms"][""]] == [1, 2] and study["missing"] == []
+    compare = json.loads((report / "compare/summary.json").read_text())
+    assert [v["world_size"] for v in compare["verdicts"]] == [1, 2] and compare["missing"] == []
+    for page, title in (("scaling_study", "Scaling study"), ("compare", "Comparison: ddp vs fsdp")):
+        shown = harness_result(report, PAGE_HARNESS.format(page=f"{page}/index.html"), tmp_path / f"chromium-{page}")
+        assert shown["title"] == title and shown["images"] == shown["decoded"] == 3, page
     allocations = sorted(_allocation(slurm, job)[0] for job in _job_ids(logdir, "study_train"))
-    assert allocations == ["1", "2"]
+    assert allocations == ["1", "1", "1", "2", "2", "2"]

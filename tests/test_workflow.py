@@ -57,6 +57,10 @@ def test_snakefmt_formatted():
         ({"train": {"dropout": 0.5}}, "'dropout' was unexpected"),
         ({"cosmoflow": {"dropout": 1.0}}, "1.0 is greater than or equal to the maximum of 1"),
         ({"cosmoflow": {"target_mae": 0.1, "epochs": 3}}, "'epochs' was unexpected"),
+        ({"workload": "segment", "segment_data": {"source": "download"}},
+         "segment_data.download.url: segment_data.source download needs the archive's url"),
+        ({"preflight": {"min_busbw": -1}}, "-1 is less than the minimum of 0"),
+        ({"study": {"world_sizes": [0, 2]}}, "study.world_sizes: 0 is not a positive number of ranks"),
     ],
 )
 def test_invalid_config_is_rejected_before_any_job(tmp_path, override, needle):
