@@ -23,7 +23,8 @@ from hpcdl.arrays.base import ArraysError, Loaded
 from hpcdl.atomic import TMP_PREFIX, write_text
 
 MANIFEST = "manifest.json"
-FILES = ("images.npy", "labels.npy")
+IMAGES, LABELS = "images.npy", "labels.npy"  # a split's pair of arrays
+FILES = (IMAGES, LABELS)
 
 
 @dataclass(frozen=True)

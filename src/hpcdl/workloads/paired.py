@@ -13,11 +13,10 @@ import numpy as np
 import torch
 
 from hpcdl import arrays
+from hpcdl.arrays.splits import IMAGES
 from hpcdl.train.data import TensorSplit
 from hpcdl.workloads import DataError, npy
 from hpcdl.workloads.base import Workload
-
-IMAGES = "images.npy"
 
 
 def manifest(split_dir: Path) -> dict[str, Any]:
@@ -50,7 +49,7 @@ class PairedArrays(Workload):
 
     def problems(self, split_dir: Path, classes: int, shape: tuple[int, ...] | None) -> list[str]:
         """What is wrong with one split's pair of arrays (``shape``: the training split's images')."""
-        images, path = split_dir / IMAGES, split_dir / IMAGES
+        images = path = split_dir / IMAGES
         try:
             dtype, ishape, size = npy.header(images)
             if dtype != np.uint8 or len(ishape) != 4:
@@ -79,7 +78,7 @@ class PairedArrays(Workload):
         return ",".join(files.get(name, {}).get("sha256", "") for name in (IMAGES, self.TARGETS))
 
     def check_classes(self, split_dir: Path, classes: list[str]) -> None:
-        """Refuse a class list the workload cannot train on (:class:`DataError`); any here."""
+        """Refuse a class list the workload cannot train on (:class:`DataError`); the base takes any."""
 
     def open_split(self, params: Any, split_dir: Path) -> TensorSplit:
         found = manifest(split_dir)

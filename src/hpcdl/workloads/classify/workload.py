@@ -17,13 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpcdl.arrays.splits import LABELS
 from hpcdl.workloads import Target, npy
 from hpcdl.workloads.base import BatchRandom, Metric, Tally
 from hpcdl.workloads.classify import augment, model
 from hpcdl.workloads.classify.params import ClassifyParams
 from hpcdl.workloads.paired import PairedArrays, whole
-
-LABELS = "labels.npy"
 
 
 def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from hpcdl.arrays.splits import write_arrays
+from hpcdl.arrays.splits import IMAGES, write_arrays
 
-IMAGES, MASKS = "images.npy", "masks.npy"
+MASKS = "masks.npy"
 SPLITS = ("train", "validation", "test")
 
 
