@@ -17,6 +17,8 @@ min_version("9.0")
 validate(config, schema="../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
+# The run this config trains by default (train.run_name).
+RUN = config["train"]["run_name"]
 WORKLOAD = config["workload"]
 SOURCE = config["dataset"]["source"]
 # The image dataset of the classify workload (hpcdl.arrays registers the names).
@@ -97,10 +99,6 @@ def convert_elements(wildcards):
         f"{RESULTS}/data/cosmoflow/{wildcards.source}/{wildcards.fmt}/{wildcards.split}_elements/e{e}.json"
         for e in range(CONVERT_ELEMENTS)
     ]
-
-
-def report_index():
-    return f"{RESULTS}/report/index.html"
 
 
 # Stop on a launch setting that cannot work (unknown runtime, bad image, missing partition or
@@ -465,3 +463,13 @@ def masks_options(wildcards):
         if key in data
     ]
     return " ".join(flags)
+
+
+def refresh_index():
+    """Rewrite the index of every run, experiment and sweep under the results directory."""
+    if os.path.isdir(f"{RESULTS}/runs"):
+        shell(
+            "hpcdl index {root:q} --output {root:q}/report/index.html"
+            " >> {root:q}/logs/report/index.log 2>&1 || true",
+            root=RESULTS,
+        )

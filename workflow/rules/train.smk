@@ -22,12 +22,19 @@ rule train:
         mllog=f"{RESULTS}/runs/{{run}}/mllog.txt",
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
-    # The checkpoint is no output, so it survives a failed attempt: every retry resumes from it.
+    # Only this config's run: a run of another config in the same results directory is kept as it
+    # is, never retrained with this config's settings.
+    wildcard_constraints:
+        run=re.escape(RUN),
+    # The checkpoint is no output, so it survives a failed attempt: every retry resumes from it. A
+    # failure no retry can mend (settings, data, another run's checkpoint) is recorded by the first
+    # attempt, and later attempts (--attempt) exit at once with its reason.
     retries: PLACEMENT.retries
     conda:
         "../envs/hpcdl.yaml"
     resources:
         **resources_of(PLACEMENT.tasks, PLACEMENT.nodes, gpus=True),
+        attempt=lambda wc, attempt: attempt,
     params:
         data=training_data,
         out=lambda wc, output: os.path.dirname(output.done),
@@ -36,4 +43,5 @@ rule train:
         preflight=preflight_step(),
     shell:
         "({params.preflight}{params.launch} hpcdl train --spec {input.spec:q}"
-        " --data-dir {params.data:q} --output-dir {params.out:q}) > {log} 2>&1"
+        " --data-dir {params.data:q} --output-dir {params.out:q} --attempt {resources.attempt})"
+        " > {log:q} 2>&1"
