@@ -102,7 +102,6 @@ def test_whole_pipeline_through_the_profile(tmp_path):
         "convert",
         "lists",
         "lists",
-        "report",
         "spec",
         "synth",
         "train",
@@ -154,7 +153,6 @@ def test_whole_pipeline_through_the_profile(tmp_path):
             "-W",
             "240",
         ],
-        "report": [*head("report"), "-M", "4000MB", "-R", "rusage[mem=4000MB]", "-W", "30"],
     }
     for call in jobs:
         rule = call["argv"][call["argv"].index("-J") + 1]

@@ -73,7 +73,7 @@ def script_var(page: str, name: str) -> Any:
 
 def test_every_stage_ran_and_wrote_its_outputs(pipeline: tuple[Path, Path, str]) -> None:
     _, results, output = pipeline
-    for rule in ("synth", "convert", "lists", "spec", "train", "report"):
+    for rule in ("synth", "convert", "lists", "spec", "train", "run_page", "index"):
         assert f"rule {rule}:" in output
     for split, count in (("train", 16), ("validation", 8)):
         lists = results / "data/cosmoflow/synth/npy" / split
@@ -174,7 +174,7 @@ def test_snakemake_report_has_captions_and_figures(pipeline: tuple[Path, Path, s
 
     description = script_var(page, "workflow_desc")
     assert f'<tt class="docutils literal">{RUN}</tt>' in description
-    assert "16 training and 8 validation" in description and "32³ × 4" in description
+    assert "<tt class=\"docutils literal\">cosmoflow</tt> workload" in description
     assert "Training curves" in description
 
     entries = script_var(page, "results")
@@ -183,10 +183,11 @@ def test_snakemake_report_has_captions_and_figures(pipeline: tuple[Path, Path, s
     for path, entry in figures.items():
         fig = Path(path).stem
         # each figure gets its own caption, and the bytes the pipeline drew
-        assert entry["caption"].startswith(f"<p><strong>{FIGURE_TITLES[fig]}</strong> of run"), entry["caption"]
+        title = "Validation mae" if fig == "val_mae" else FIGURE_TITLES[fig]
+        assert entry["caption"].startswith(f"<p><strong>{title}</strong> of run"), entry["caption"]
         assert entry["labels"] == {"run": RUN, "figure": fig}
         assert files[f"{fig}.png"] == (results / "report" / RUN / f"{fig}.png").read_bytes()
-    assert f"({TARGET:g})" in figures[str(results / "report" / RUN / "val_mae.png")]["caption"]
+    assert f"(target_mae {TARGET:g})" in figures[str(results / "report" / RUN / "val_mae.png")]["caption"]
     assert files["index.html"] == (results / "report" / "index.html").read_bytes()
     assert files[f"{RUN}.html"] == (results / "report" / f"{RUN}.html").read_bytes()
 

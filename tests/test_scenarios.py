@@ -23,13 +23,13 @@ LAYERS = {"config-classify": ["config/classify.yaml"], "config-sweep": ["config/
 SITE = {"config-slurm-pyxis": ["--default-resources", "slurm_partition=gpu", "slurm_account=m1234"]}
 # Rules each scenario's plan must contain (and how often).
 EXPECTED = {
-    "config-tiny": {"spec": 1, "synth": 1, "convert": 2, "lists": 2, "train": 1, "report": 1},
+    "config-tiny": {"spec": 1, "synth": 1, "convert": 2, "lists": 2, "train": 1, "run_page": 1, "index": 1},
     "config-staged": {"spec": 1, "convert": 2, "train": 1},
     "config-slurm-pyxis": {"spec": 5, "scaling_train": 4, "train": 1, "strong_scaling": 1, "weak_scaling": 1},
-    "config-classify": {"arrays": 1, "spec": 5, "train": 5, "report": 1, "mixup_comparison": 1},
+    "config-classify": {"arrays": 1, "spec": 5, "train": 5, "run_page": 1, "index": 1, "mixup_comparison": 1},
     "config-sweep": {"arrays": 1, "sweep_plan": 1, "sweep_element": 4, "sweep_rung": 2, "sweep": 1},
     "config-study": {"synth": 1, "spec": 12, "study_train": 12, "scaling_study": 1, "compare": 1},
-    "config-segment": {"cells": 1, "spec": 1, "train": 1, "report": 1},
+    "config-segment": {"cells": 1, "spec": 1, "train": 1, "run_page": 1, "index": 1},
 }
 
 

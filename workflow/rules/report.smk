@@ -22,6 +22,7 @@ rule run_page:
             patterns=["{fig}.png"],
             caption="../report/figures.rst",
             category="Training curves",
+            subcategory="{run}",
             labels={"run": "{run}", "figure": "{fig}"},
         ),
     log:
