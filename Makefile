@@ -16,7 +16,7 @@ endif
 APT_PACKAGES := openmpi-bin libopenmpi-dev nginx-light slurm-wlm munge chromium buildah crun debootstrap dataset-fashion-mnist
 CORES ?= 2
 
-.PHONY: demo test deps venv classify mixup segment
+.PHONY: demo test test-fast deps venv classify mixup segment
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -48,5 +48,10 @@ mixup: venv
 segment: venv
 	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile config/segment.yaml
 
+# The whole suite, with its 25 slowest tests at the end so that growth shows in every log.
 test: venv
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q --durations=25 tests
+
+# The edit loop: no SLURM cluster, image build, browser or long pipeline (CONTRIBUTING.md).
+test-fast: venv
+	$(VENV)/bin/python -m pytest -q --durations=10 -m "not slurm and not container and not browser and not slow" tests
