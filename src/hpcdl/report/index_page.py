@@ -52,6 +52,7 @@ const data = JSON.parse($("curves").textContent).runs;
 const table = $("runs"), tbody = table.tBodies[0], rows = Array.from(tbody.rows);
 const heads = Array.from(table.tHead.rows[0].cells);
 const words = new Map(rows.map((r) => [r, r.textContent.toLowerCase()]));
+const groups = new Map(rows.map((r) => [r, r.dataset.groups.toLowerCase().split(" ")]));
 const collator = new Intl.Collator(undefined, {numeric: true, sensitivity: "base"});
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
                 "#7f7f7f", "#bcbd22"];
@@ -85,7 +86,7 @@ function filter() {
   let shown = 0;
   for (const r of rows) {
     const keep = (!workload || r.dataset.workload === workload) && (!status || r.dataset.status === status)
-      && terms.every((t) => words.get(r).includes(t));
+      && terms.every((t) => t.startsWith("in:") ? groups.get(r).includes(t.slice(3)) : words.get(r).includes(t));
     r.hidden = !keep;
     shown += keep;
   }
@@ -93,7 +94,7 @@ function filter() {
 }
 for (const id of ["q", "workload", "status"]) $(id).addEventListener("input", filter);
 document.querySelectorAll("button[data-filter]").forEach((b) => b.addEventListener("click", () => {
-  $("q").value = b.dataset.filter; $("workload").value = ""; $("status").value = ""; filter();
+  $("q").value = "in:" + b.dataset.filter; $("workload").value = ""; $("status").value = ""; filter();
   table.scrollIntoView({block: "nearest"});
 }));
 
@@ -157,7 +158,10 @@ function draw(svg, series, ylabel, lines) {
     const path = el("path", {d, class: "curve", stroke: s.color, "data-run": s.name}, svg);
     if (s.dash) path.setAttribute("stroke-dasharray", "5 4");
     el("title", {}, path, `${s.name} ${s.label}`);
-    if (n <= 40) s.x.forEach((x, i) => { if (s.y[i] != null) el("circle", {cx: sx(x), cy: sy(s.y[i]), r: 2.5, fill: s.color}, svg); });
+    if (n > 40) continue;  // dots only where they stay apart
+    s.x.forEach((x, i) => {
+      if (s.y[i] != null) el("circle", {cx: sx(x), cy: sy(s.y[i]), r: 2.5, fill: s.color}, svg);
+    });
   }
 }
 
@@ -278,8 +282,9 @@ def run_row(row: RunRow) -> str:
         f"<td>{escape(row.strategy or '—')}</td>", _num(row.started, _utc(row.started)),
         _num(row.finished, _utc(row.finished, row.started)), f'<td class="group">{escape(", ".join(row.groups))}</td>',
     ]
-    return (f'<tr data-run="{name}" data-workload="{escape(row.workload or "")}" data-status="{escape(row.status)}">'
-            + "".join(cells) + "</tr>")
+    groups = escape(" ".join(row.groups))
+    return (f'<tr data-run="{name}" data-workload="{escape(row.workload or "")}" data-status="{escape(row.status)}"'
+            f' data-groups="{groups}">' + "".join(cells) + "</tr>")
 
 
 def _options(label: str, ident: str, values: list[str], names: dict[str, str]) -> str:
@@ -295,7 +300,8 @@ def group_table(groups: list[Group], kind: str) -> str:
     lines = []
     for g in chosen:
         name = escape(g.name)
-        link = f'<a href="{escape(g.page)}">{name}</a>' if g.page else f'{name} <span class="muted">(no page yet)</span>'
+        link = (f'<a href="{escape(g.page)}">{name}</a>' if g.page
+                else f'{name} <span class="muted">(no page yet)</span>')
         best = (f"best: {escape(g.best['run'])} {fmt_number(g.best['value'])}<br>" if g.best else "")
         verdicts = best + "<br>".join(escape(v) for v in g.verdicts)
         show = (f'<button type="button" data-filter="{name}">show its {len(g.runs)} run(s)</button>'
@@ -338,7 +344,7 @@ finished less staging and training time. Tick runs to overlay their curves; clic
 <div id="legend"></div>
 </section>
 <p id="hint" class="muted">No run ticked: the charts appear here.</p>
-<div class="controls"><input id="q" type="search" placeholder="filter: run, workload, experiment, strategy …"
+<div class="controls"><input id="q" type="search" placeholder="filter: any text; in:NAME for an experiment's runs"
 aria-label="filter">{_options("workload", "workload", workloads, {})}
 {_options("status", "status", statuses, {INCOMPLETE: "running / incomplete"})}
 <button type="button" id="clear">clear ticks</button><span id="shown" class="muted">{len(runs)} run(s)</span></div>
