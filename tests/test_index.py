@@ -46,7 +46,8 @@ def results(tmp_path: Path) -> Path:
 
 def build_results(root: Path) -> Path:
     """A results folder: a run of every workload (two of the first, one under FSDP on 2 ranks), a
-    run still training, a broken run.json, an experiment, a sweep with a page and one without."""
+    run still training, a broken run.json, a second run of one name, an experiment, a sweep with a
+    page and one without."""
     runs = root / "runs"
     first = None
     for name, workload, target in workload_runs():
@@ -65,6 +66,7 @@ def build_results(root: Path) -> Path:
     (partial / records.SUMMARY).unlink()
     (partial / records.SPEC).write_text(json.dumps({"workload": first[0], "train": {"strategy": "ddp"}, "params": {}}))
     (runs / "stray").mkdir()  # no record at all: not a run
+    make_run(runs, "zz_twin", values=(0.9, 0.8), workload=first[0], run_name=workload_runs()[0][0])
     report = root / "report"
     summary = render([runs / name for name, _, _ in workload_runs()[1:]], report, ReportConfig())
     assert summary.errors == []
@@ -165,10 +167,11 @@ def test_index_lists_every_run_experiment_and_sweep(results: Path) -> None:
     assert "fsdp vs ddp: time to train +3 % (within the seed spread)" in text and "DDP against FSDP" in text
     # Left out: one footnote and one warning each; exit status 0 all the same.
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("hpcdl index: warning: ")]
-    assert len(warnings) == 2, proc.stderr
+    assert len(warnings) == 3, proc.stderr
     assert warnings[0].endswith("bad/summary.json: missing or wrong type: runs (see hpcdl index's contract)")
     assert f"{results / 'runs' / 'broken' / 'run.json'}: malformed JSON" in warnings[1]
-    assert text.count("<li>") == 2 and "broken" not in page.rows and "stray" not in page.rows
+    assert warnings[2].endswith(f"run_name {names[0]!r} already used by {results / 'runs' / names[0]} (run left out)")
+    assert text.count("<li>") == 3 and "broken" not in page.rows and "stray" not in page.rows
     assert proc.stdout.strip().endswith(f"record(s) left out or incomplete: {out}")
     assert "<script src" not in text and "http://" not in text.replace("http://www.w3.org/2000/svg", "")
 

@@ -129,8 +129,8 @@ def _spec_facts(directory: Path) -> tuple[str | None, str | None]:
     return (workload if isinstance(workload, str) else None, strategy if isinstance(strategy, str) else None)
 
 
-def complete_run(directory: Path, index: Index) -> RunRow:
-    """The row (and curve) of a run with a readable ``run.json``; a bad ``metrics.jsonl`` is a note."""
+def complete_run(directory: Path, index: Index) -> tuple[RunRow, dict[str, Any] | None]:
+    """The row and curve of a run with a readable ``run.json``; a bad ``metrics.jsonl`` is a note."""
     summary = records.read_summary(directory)
     try:
         epochs = records.read_epochs(directory)
@@ -138,9 +138,7 @@ def complete_run(directory: Path, index: Index) -> RunRow:
         index.notes.append(str(exc))
         epochs = []
     run = Run(directory, summary, epochs)
-    if epochs:
-        index.curves[run.name] = {**curve(epochs), "t": [run.target_key, summary.target["mode"],
-                                                         summary.target["threshold"]]}
+    target = [run.target_key, summary.target["mode"], summary.target["threshold"]]
     finished = (directory / records.SUMMARY).stat().st_mtime
     train = summary.spec.get("train")
     strategy = train.get("strategy") if isinstance(train, dict) else None
@@ -151,10 +149,10 @@ def complete_run(directory: Path, index: Index) -> RunRow:
         time_to_train_s=summary.time_to_train_s, throughput=run.throughput,
         world_size=summary.world_size, strategy=strategy if isinstance(strategy, str) else None,
         started=finished - summary.time_to_train_s - summary.staging_s, finished=finished, page=None,
-    )
+    ), {**curve(epochs), "t": target} if epochs else None
 
 
-def incomplete_run(directory: Path, index: Index) -> RunRow:
+def incomplete_run(directory: Path, index: Index) -> tuple[RunRow, dict[str, Any] | None]:
     """The row of a run that has not written ``run.json`` (yet): training, killed or failed."""
     workload, strategy = _spec_facts(directory)
     epochs: list[records.EpochRecord] = []
@@ -165,14 +163,13 @@ def incomplete_run(directory: Path, index: Index) -> RunRow:
             index.notes.append(str(exc))
     started = None
     if epochs:
-        index.curves[directory.name] = curve(epochs)
         started = (directory / records.METRICS).stat().st_mtime - epochs[-1].elapsed_s
     return RunRow(
         name=directory.name, workload=workload, status=INCOMPLETE, target=None, best=None, reached=None,
         test=None, epochs=epochs[-1].epoch if epochs else None, time_to_train_s=None,
         throughput=typical_throughput(epochs), world_size=None, strategy=strategy, started=started,
         finished=None, page=None,
-    )
+    ), curve(epochs) if epochs else None
 
 
 def _finite(value: Any) -> bool:
@@ -238,12 +235,12 @@ def collect(root: Path, page: Path) -> Index:
     for folder in _folders(root / "runs"):
         if (folder / records.SUMMARY).exists():
             try:
-                row = complete_run(folder, index)
+                row, points = complete_run(folder, index)
             except RecordError as exc:
                 index.notes.append(f"{exc} (run left out)")
                 continue
         elif any((folder / f).exists() for f in (records.METRICS, records.CHECKPOINT, records.SPEC)):
-            row = incomplete_run(folder, index)
+            row, points = incomplete_run(folder, index)
         else:
             continue
         if row.name in seen:
@@ -251,6 +248,8 @@ def collect(root: Path, page: Path) -> Index:
                                " (run left out)")
             continue
         seen[row.name] = folder
+        if points is not None:
+            index.curves[row.name] = points
         index.runs.append(replace(row, page=_link(report / f"{row.name}.html", page_dir),
                                   groups=tuple(member.get(row.name, ()))))
     return index
