@@ -1,4 +1,4 @@
-"""``hpcdl report``: pages, figures, compliance verdicts, index, scaling, bad inputs, a real browser.
+"""``hpcdl report``: pages, figures, compliance verdicts, bad inputs, a real browser.
 
 One real run is trained end to end (synth -> convert -> lists -> train, 1 rank, crop 32); the other
 run directories are written by :func:`make_run` in the format of :mod:`hpcdl.records`, whose
@@ -169,12 +169,12 @@ def test_real_run_page_has_figures_settings_facts_and_failed_verdict(trained_run
     assert "ERROR - FAILED" in (out / "tiny" / "compliance.txt").read_text()
     assert "FAILED" in (trained_run / compliance.CHECKER_LOG).read_text()
     assert not (tmp_path / compliance.CHECKER_LOG).exists()
-    entry = json.loads((out / "summary.json").read_text())["runs"][0]
+    entry = json.loads((out / "tiny" / "summary.json").read_text())
     assert entry["compliance"] == "FAILED" and entry["epochs_run"] == 2 and entry["world_size"] == 1
     assert entry["workload"] == "cosmoflow" and entry["target"] == {"metric": "mae", "mode": "min", "threshold": 0.01}
     assert entry["best"] == summary["best"] and entry["final"] == summary["final"]
     assert entry["figures"] == [f"tiny/{kind}.png" for kind in FIGURES]
-    assert '<a href="tiny.html">tiny</a>' in (out / "index.html").read_text()
+    assert not (out / "index.html").exists()  # the one index of every run is hpcdl index's
 
 
 def test_compliant_log_gets_success_verdict_and_the_checker_log_lands_in_the_run(tmp_path: Path) -> None:
@@ -190,8 +190,7 @@ def test_compliant_log_gets_success_verdict_and_the_checker_log_lands_in_the_run
     assert log.count("Compliance checks: hpc_3.0.0/common.yaml") == 1 and "SUCCESS" in log
     assert list(cwd.iterdir()) == []
     assert not list((tmp_path / "out").rglob(compliance.CHECKER_LOG))
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    entry = summary["runs"][0]
+    entry = json.loads((tmp_path / "out" / "good" / "summary.json").read_text())
     assert entry["compliance"] == "SUCCESS"
     assert entry["samples_per_s"] == 10.0  # median without the start-up epoch
     assert (entry["workload"], entry["best"], entry["final"]) == ("cosmoflow", 0.11, 0.11)
@@ -199,11 +198,7 @@ def test_compliant_log_gets_success_verdict_and_the_checker_log_lands_in_the_run
     assert "best_val_mae" not in entry and "target_mae" not in entry
     assert entry["figures"] == [f"good/{kind}.png" for kind in FIGURES]
     assert all((tmp_path / "out" / f).read_bytes()[:8] == PNG_MAGIC for f in entry["figures"])
-    assert summary["errors"] == [] and summary["scaling"] == []
-    index = (tmp_path / "out" / "index.html").read_text()
-    assert "<title>Training runs</title>" in index
-    assert '<td>cosmoflow</td>' in index and '<td class="num">val_mae 0.11</td>' in index
-    assert '<td class="num">min ≤ 0.124</td>' in index
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good", "good.html"]
 
 
 def test_missing_mllog_is_a_failed_verdict_not_an_error(tmp_path: Path) -> None:
@@ -234,9 +229,9 @@ def test_non_mlperf_workload_is_not_checked(tmp_path: Path, monkeypatch: pytest.
     assert (entry["workload"], entry["status"], entry["best"]) == ("toy", "success", 0.95)
     assert entry["figures"] == ["toy/loss.png", "toy/val_accuracy.png", "toy/lr.png", "toy/throughput.png"]
     assert sorted(p.name for p in (out / "toy").iterdir()) == [
-        "compliance.txt", "loss.png", "lr.png", "throughput.png", "val_accuracy.png"]
+        "compliance.txt", "loss.png", "lr.png", "summary.json", "throughput.png", "val_accuracy.png"]
     assert (out / "toy" / "compliance.txt").read_text() == "MLPerf compliance n/a: not an MLPerf benchmark\n"
-    assert json.loads((out / "summary.json").read_text())["runs"][0]["compliance"] == "n/a"
+    assert json.loads((out / "toy" / "summary.json").read_text())["compliance"] == "n/a"
     page = (out / "toy.html").read_text()
     assert "<title>toy run toy</title>" in page
     assert '<span class="badge neutral">MLPerf compliance n/a</span>' in page
@@ -294,45 +289,25 @@ def test_bad_runs_are_named_and_the_good_ones_still_rendered(tmp_path: Path) -> 
     for line, start in zip(errors, expected, strict=True):
         assert line.removeprefix("hpcdl report: error: ").startswith(start), line
     assert (out / "good.html").is_file()
-    assert sorted(p.name for p in out.glob("*.html")) == ["good.html", "index.html"]
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["good"]
+    assert sorted(p.name for p in out.iterdir()) == ["good", "good.html"]
     assert not (tmp_path / "escape.html").exists() and not (tmp_path / "escape.png").exists()
-    index = (out / "index.html").read_text()
-    assert '<a href="good.html">good</a>' in index
-    assert "Runs that could not be reported" in index and "malformed JSON" in index
-    assert len(json.loads((out / "summary.json").read_text())["errors"]) == 7
 
 
-def test_index_lists_every_run_and_shows_scaling(tmp_path: Path) -> None:
-    runs = [make_run(tmp_path / "runs", f"n{n}", world_size=n, samples_per_s=s)
-            for n, s in ((1, 10.0), (2, 18.0), (4, 30.0))]
-    runs.append(make_run(tmp_path / "runs", "n4b", world_size=4, samples_per_s=34.0))
+def test_runs_are_reported_one_at_a_time_into_one_folder(tmp_path: Path) -> None:
+    """Each run's files are its own: a later report of another run leaves the earlier one's alone."""
+    runs = [make_run(tmp_path / "runs", name) for name in ("a", "b")]
     out = tmp_path / "out"
-    proc = report(runs, out, tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    index = (out / "index.html").read_text()
-    for name in ("n1", "n2", "n4", "n4b"):
-        assert f'<a href="{name}.html">{name}</a>' in index
-        assert (out / f"{name}.html").is_file()
+    for run in runs:
+        proc = report([run], out, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[-1] == f"reported 1 run(s), 0 error(s): {out}"
+    assert sorted(p.name for p in out.iterdir()) == ["a", "a.html", "b", "b.html"]
+    for name in ("a", "b"):
         assert all((out / name / f"{kind}.png").is_file() for kind in FIGURES)
-    scaling = json.loads((out / "summary.json").read_text())["scaling"]
-    assert [p["world_size"] for p in scaling] == [1, 2, 4]
-    assert [p["runs"] for p in scaling] == [1, 1, 2]
-    assert [round(p["speedup"], 6) for p in scaling] == [1.0, 1.8, 3.2]
-    assert [round(p["efficiency"], 6) for p in scaling] == [1.0, 0.9, 0.8]
-    assert "<h2>Scaling</h2>" in index and "1.80x" in index and "80 %" in index
-    assert data_uris(index) == [(out / "scaling.png").read_bytes()]
-    # The index is the last file written: once it exists, everything it links to does too.
-    newest = max(p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "index.html")
-    assert (out / "index.html").stat().st_mtime_ns >= newest
-
-
-def test_no_scaling_figure_for_one_world_size(tmp_path: Path) -> None:
-    runs = [make_run(tmp_path / "runs", name, world_size=2) for name in ("a", "b")]
-    proc = report(runs, tmp_path / "out", tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert not (tmp_path / "out" / "scaling.png").exists()
-    assert "Scaling" not in (tmp_path / "out" / "index.html").read_text()
+        assert json.loads((out / name / "summary.json").read_text())["run_name"] == name
+        # The page is the last file written: once it exists, everything it shows does too.
+        newest = max(p.stat().st_mtime_ns for p in (out / name).iterdir())
+        assert (out / f"{name}.html").stat().st_mtime_ns >= newest
 
 
 def test_strings_from_the_run_are_escaped(tmp_path: Path) -> None:
@@ -340,10 +315,9 @@ def test_strings_from_the_run_are_escaped(tmp_path: Path) -> None:
                    mlperf_benchmark=None, spec={"note": '"><img src=x onerror=alert(1)>'})
     proc = report([run], tmp_path / "out", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for page in ((tmp_path / "out" / "x.html").read_text(), (tmp_path / "out" / "index.html").read_text()):
-        assert "<script" not in page and "<b>wl" not in page and "<img src=x" not in page
-        assert "&lt;b&gt;wl&lt;/b&gt;" in page
     page = (tmp_path / "out" / "x.html").read_text()
+    assert "<script" not in page and "<b>wl" not in page and "<img src=x" not in page
+    assert "&lt;b&gt;wl&lt;/b&gt;" in page
     assert "<title>&lt;b&gt;wl&lt;/b&gt; run x</title>" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
@@ -354,8 +328,8 @@ def test_fmt_seconds() -> None:
 
 
 HARNESS = """<!DOCTYPE html><html><body>
-<iframe id="run" src="out/n1.html" width="1200" height="900"></iframe>
-<iframe id="index" src="out/index.html" width="1200" height="900"></iframe>
+<iframe id="n1" src="out/n1.html" width="1200" height="900"></iframe>
+<iframe id="n2" src="out/n2.html" width="1200" height="900"></iframe>
 <script>
 // The window's load event waits for both iframes (same origin); record whether every image decoded.
 // Synchronous on purpose: --dump-dom does not wait for pending promises.
@@ -384,6 +358,6 @@ def test_pages_render_in_headless_chromium(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     result = harness_result(tmp_path / "site", HARNESS, tmp_path / "profile")
     assert result == {
-        "run": {"title": "cosmoflow run n1", "images": 4, "decoded": 4},
-        "index": {"title": "Training runs", "images": 1, "decoded": 1},
+        "n1": {"title": "cosmoflow run n1", "images": 4, "decoded": 4},
+        "n2": {"title": "cosmoflow run n2", "images": 4, "decoded": 4},
     }

@@ -1,17 +1,18 @@
-"""``hpcdl report RUN [RUN ...] --output OUT``: the HTML report of one or more training runs.
+"""``hpcdl report RUN [RUN ...] --output OUT``: the HTML page and figures of each training run.
 
-Writes, each file atomically and ``index.html`` last:
+Writes, each file atomically and the page last:
 
-* ``OUT/<run_name>.html``: a self-contained page per run (figures inline, no scripts, no network):
-  curves, timings, run facts, settings and the MLPerf HPC compliance-checker verdict (``n/a`` for
-  a workload that is not an MLPerf benchmark);
 * ``OUT/<run_name>/<figure>.png``, the run's figures: ``loss``, one per other validation metric its
-  workload declares (e.g. ``val_mae``), ``lr`` and ``throughput``; and ``OUT/<run_name>/compliance.txt``
+  workload declares (e.g. ``val_mae``), ``lr`` and ``throughput``; ``OUT/<run_name>/compliance.txt``
   (the checker's command and full output, or why it did not run), so a workflow can declare them;
   the checker's own log goes to ``RUN/compliance_checker.log``, in the run directory;
-* ``OUT/scaling.png`` when the runs differ in world size;
-* ``OUT/summary.json``: the same facts, machine-readable;
-* ``OUT/index.html``: a table of every run linking to its page, plus the scaling figure.
+* ``OUT/<run_name>/summary.json``: the page's facts, machine-readable;
+* ``OUT/<run_name>.html``: a self-contained page per run (figures inline, no scripts, no network):
+  curves, timings, run facts, settings and the MLPerf HPC compliance-checker verdict (``n/a`` for
+  a workload that is not an MLPerf benchmark).
+
+Every file of a run is under its own name, so runs can be reported one at a time, in parallel;
+the one page listing them all is ``hpcdl index`` (:mod:`hpcdl.report.index`).
 
 A run directory that cannot be read (missing or malformed ``run.json``/``metrics.jsonl``) gets one
 error line naming the file; the other runs are still reported and the exit status is 1.
@@ -25,12 +26,15 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcdl.atomic import write_bytes, write_text
-from hpcdl.report import compliance, figures, html
 from hpcdl.records import SUMMARY, RecordError
+from hpcdl.report import compliance, html
 from hpcdl.report.runs import Run, load_run
+
+if TYPE_CHECKING:
+    from hpcdl.report import figures
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,6 @@ class ReportSummary:
     """What was written and what could not be reported."""
 
     runs: list[dict[str, Any]] = field(default_factory=list)
-    scaling: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -81,8 +84,9 @@ def _compliance_text(verdict: compliance.Verdict) -> str:
 
 def render(run_dirs: list[Path], out: Path, cfg: ReportConfig) -> ReportSummary:
     """Report every readable run in ``run_dirs`` into ``out``; collect the unreadable ones."""
+    from hpcdl.report import figures  # here, not above: hpcdl index imports this package, without matplotlib
+
     summary = ReportSummary()
-    rows: list[tuple[Run, compliance.Verdict]] = []
     seen: dict[str, Path] = {}
     for directory in run_dirs:
         try:
@@ -99,16 +103,10 @@ def render(run_dirs: list[Path], out: Path, cfg: ReportConfig) -> ReportSummary:
         for fig in figs:
             write_bytes(out / run.name / f"{fig.name}.png", fig.png)
         write_text(out / run.name / "compliance.txt", _compliance_text(verdict))
+        entry = _run_entry(run, verdict, figs)
+        write_text(out / run.name / "summary.json", json.dumps(entry, indent=2) + "\n")
         write_text(out / f"{run.name}.html", html.run_page(run, verdict, figs))
-        rows.append((run, verdict))
-        summary.runs.append(_run_entry(run, verdict, figs))
-    points = figures.scaling_points([run for run, _ in rows])
-    scaling_png = figures.scaling(points) if points else None
-    if scaling_png is not None:
-        write_bytes(out / "scaling.png", scaling_png)
-    summary.scaling = [vars(p) for p in points]
-    write_text(out / "summary.json", json.dumps(vars(summary), indent=2) + "\n")
-    write_text(out / "index.html", html.index_page(rows, points, scaling_png, summary.errors))
+        summary.runs.append(entry)
     return summary
 
 
@@ -116,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``hpcdl report``."""
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                         help="run directories written by hpcdl train (run.json, metrics.jsonl, mllog.txt)")
-    parser.add_argument("--output", type=Path, required=True, help="report directory (index.html, pages, figures)")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="report directory: OUT/<run>.html and OUT/<run>/ (figures, compliance.txt, summary.json)")
     parser.add_argument("--ruleset", default=compliance.RULESET,
                         help=f"MLPerf HPC compliance ruleset to check mllog.txt against (default {compliance.RULESET})")
 
@@ -129,5 +128,5 @@ def main(args: argparse.Namespace) -> int:
               f"{args.output / entry['page']}")
     for line in summary.errors:
         print(f"hpcdl report: error: {line}", file=sys.stderr)
-    print(f"reported {len(summary.runs)} run(s), {len(summary.errors)} error(s): {args.output / 'index.html'}")
+    print(f"reported {len(summary.runs)} run(s), {len(summary.errors)} error(s): {args.output}")
     return 1 if summary.errors else 0

@@ -1,4 +1,5 @@
-"""Self-contained HTML pages: inline CSS, figures as base64 PNG data URIs, no scripts, no network.
+"""Self-contained HTML pages: inline CSS, figures as base64 PNG data URIs, no network; only the run
+index (:mod:`hpcdl.report.index_page`) carries a script, inline.
 
 Every string that comes from a run is passed through :func:`html.escape` before it is placed
 in the page, so a run name or setting can never inject markup.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import base64
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcdl.report.compliance import Verdict
-from hpcdl.report.figures import RunFigure, ScalingPoint
 from hpcdl.report.runs import Run
+
+if TYPE_CHECKING:  # matplotlib only where figures are drawn: the run index imports this module
+    from hpcdl.report.figures import RunFigure
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#f5f6f8}
@@ -93,11 +96,12 @@ def _table(rows: list[tuple[str, str]], head: tuple[str, str]) -> str:
     return f"<table><thead><tr><th>{escape(head[0])}</th><th>{escape(head[1])}</th></tr></thead><tbody>{body}</tbody></table>"
 
 
-def document(title: str, body: str) -> str:
+def document(title: str, body: str, css: str = "") -> str:
+    """A whole page: the shared style sheet, then ``css`` (the page's own rules)."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n"
+        f"<title>{escape(title)}</title><style>{_CSS}{css}</style></head>\n"
         f"<body><main>\n{body}\n</main></body></html>\n"
     )
 
@@ -167,46 +171,3 @@ def tallies_section(tallies: dict[str, Any]) -> str:
     return ("<h2>Per-class accuracy and confusion (final weights)</h2>"
             '<p class="muted">Rows: true class; columns: predicted class; accuracy is the row\'s diagonal share.</p>'
             + "".join(parts))
-
-
-def index_page(rows: list[tuple[Run, Verdict]], points: list[ScalingPoint], scaling_png: bytes | None,
-               errors: list[str]) -> str:
-    """The overview of every run, with the scaling figure when world sizes differ."""
-    head = ("run", "workload", "status", "best", "target", "epochs", "time to train", "throughput (samples/s)",
-            "world size", "compliance")
-    cells = []
-    for run, verdict in rows:
-        s = run.summary
-        name = escape(run.name)
-        cells.append(
-            f'<tr><td><a href="{name}.html">{name}</a></td><td>{escape(s.workload)}</td>'
-            f'<td>{status_badge(s.status)}</td>'
-            f'<td class="num">{escape(f"{run.target_key} {fmt_number(s.best)}")}</td>'
-            f'<td class="num">{escape(run.target_text)}</td>'
-            f'<td class="num">{escape(fmt_number(s.epochs_run))}</td>'
-            f'<td class="num">{escape(fmt_seconds(s.time_to_train_s))}</td>'
-            f'<td class="num">{escape(fmt_number(run.throughput))}</td>'
-            f'<td class="num">{run.world_size}</td><td>{verdict_badge(verdict)}</td></tr>'
-        )
-    table = ("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
-             + "".join(cells) + "</tbody></table>") if cells else "<p>No run could be read.</p>"
-    body = f"<h1>Training runs</h1>\n<p class='muted'>{len(rows)} run(s); throughput is the " \
-           f"median epoch throughput, first epoch excluded.</p>\n{table}"
-    if scaling_png is not None:
-        srows = "".join(
-            f'<tr><td class="num">{p.world_size}</td><td class="num">{p.runs}</td>'
-            f'<td class="num">{p.throughput:.4g}</td><td class="num">{p.speedup:.2f}x</td>'
-            f'<td class="num">{100 * p.efficiency:.0f} %</td></tr>'
-            for p in points
-        )
-        body += (
-            "\n<h2>Scaling</h2>\n<figure>"
-            + img(scaling_png, "throughput and parallel efficiency against ranks")
-            + f"<figcaption>Speedup and efficiency relative to the smallest run ({points[0].world_size} "
-            "rank(s)); runs with the same world size are averaged.</figcaption></figure>\n"
-            "<table><thead><tr><th>ranks</th><th>runs</th><th>samples/s</th><th>speedup</th>"
-            f"<th>efficiency</th></tr></thead><tbody>{srows}</tbody></table>"
-        )
-    if errors:
-        body += "\n<h2>Runs that could not be reported</h2>\n<pre>" + escape("\n".join(errors)) + "</pre>"
-    return document("Training runs", body)

@@ -15,6 +15,15 @@ from hpcdl import records
 from hpcdl.records import EpochRecord, RecordError, RunSummary
 
 
+def typical_throughput(epochs: list[EpochRecord]) -> float | None:
+    """Typical training throughput (samples/s): the median over epochs, leaving out the first
+    (start-up: allocator, caches, lazy init) whenever there are later ones."""
+    values = [e.samples_per_s for e in epochs]
+    if len(values) > 1:
+        values = values[1:]
+    return statistics.median(values) if values else None
+
+
 @dataclass(frozen=True)
 class Run:
     """One completed training run: its summary and its epochs, in order."""
@@ -44,12 +53,8 @@ class Run:
 
     @property
     def throughput(self) -> float | None:
-        """Typical training throughput (samples/s): the median over epochs, leaving out the first
-        (start-up: allocator, caches, lazy init) whenever there are later ones."""
-        values = [e.samples_per_s for e in self.epochs]
-        if len(values) > 1:
-            values = values[1:]
-        return statistics.median(values) if values else None
+        """Typical training throughput (samples/s), see :func:`typical_throughput`."""
+        return typical_throughput(self.epochs)
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
         """Epochs and values of ``train_loss``, ``lr``, ``samples_per_s`` or a validation metric
