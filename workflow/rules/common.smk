@@ -469,7 +469,7 @@ def refresh_index():
     """Rewrite the index of every run, experiment and sweep under the results directory."""
     if os.path.isdir(f"{RESULTS}/runs"):
         shell(
-            "hpcdl index {root:q} --output {root:q}/report/index.html"
-            " >> {root:q}/logs/report/index.log 2>&1 || true",
+            "mkdir -p {root:q}/logs/report && hpcdl index {root:q} --output"
+            " {root:q}/report/index.html >> {root:q}/logs/report/index.log 2>&1 || true",
             root=RESULTS,
         )
