@@ -80,6 +80,8 @@ def experiments_schema() -> dict[str, Any]:
         "arms": {"type": "object", "additionalProperties": {"type": ["object", "null"]},
                  "description": experiments.ARMS_HELP},
     })
+    for key in ("seeds", "walltime"):  # `snakemake --config` hands nested numbers over as text
+        one["properties"][key].update(type=["integer", "string"], pattern="^[0-9]+$")
     one["additionalProperties"] = True
     return {"type": "object", "description": "named experiments (snakemake experiments; examples in config/experiments/)",
             "additionalProperties": one}

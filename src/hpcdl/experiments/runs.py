@@ -10,6 +10,7 @@ stops it before any job is submitted, with one line naming the key's path
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -191,11 +192,10 @@ def experiment(name: str, config: Mapping[str, Any], schema: Path, workdir: str,
     section = {} if section is None else section
     if not isinstance(section, Mapping):
         raise ExperimentError(f"{where}: expected a mapping, got {section!r}")
-    structured = {"world_sizes", "systems", "train", "arms"}
-    scalars = {f.name for f in settings.fields(ExperimentSettings)}
+    known = [*(f.name for f in settings.fields(ExperimentSettings)), "world_sizes", "systems", "train", "arms"]
     for key in section:
-        if key not in structured | scalars:
-            raise ExperimentError(f"{where}.{key}: unknown setting (known: {', '.join([*scalars, *structured])})")
+        if key not in known:
+            raise ExperimentError(f"{where}.{key}: unknown setting (known: {', '.join(known)})")
     options = _settings(where, section)
     workload = config.get("workload", workloads.DEFAULT)
     engine = {f.name for f in settings.fields(TrainConfig)}
@@ -225,12 +225,34 @@ def experiment(name: str, config: Mapping[str, Any], schema: Path, workdir: str,
     return Experiment(name, options.title or name, tuple(arms), runs, bool(points[0].system))
 
 
+def page_dir(results: str, name: str) -> Path:
+    """The folder of experiment ``name``'s page (index.html, summary.json, figures)."""
+    return Path(results) / "report" / SECTION / name
+
+
+def _check_page_owner(config: Mapping[str, Any], name: str) -> None:
+    """Refuse an experiment whose page folder holds another workload's experiment of that name:
+    their runs are apart, but one page would overwrite the other."""
+    workload = config.get("workload", workloads.DEFAULT)
+    summary = page_dir(config["results"], name) / "summary.json"
+    try:
+        owner = json.loads(summary.read_text()).get("workload")
+    except (OSError, ValueError, AttributeError):
+        return
+    if owner and owner != workload:
+        raise ExperimentError(f"{SECTION}.{name}: {summary.parent} holds the {owner} experiment {name!r};"
+                              f" give this {workload} experiment another name")
+
+
 def experiments(config: Mapping[str, Any], schema: Path, workdir: str, data_dir: str) -> dict[str, Experiment]:
     """Every experiment of the config by name (none without an ``experiments:`` section)."""
     section = config.get(SECTION) or {}
     if not isinstance(section, Mapping):
         raise ExperimentError(f"{SECTION}: expected a mapping of named experiments, got {section!r}")
-    return {str(name): experiment(str(name), config, schema, workdir, data_dir) for name in section}
+    found = {str(name): experiment(str(name), config, schema, workdir, data_dir) for name in section}
+    for name in found:
+        _check_page_owner(config, name)
+    return found
 
 
 def _run(where: str, name: str, arm: str, point: _Point, k: int, train: dict[str, Any], params: dict[str, Any],
