@@ -62,6 +62,7 @@ def time_figure(arms: dict[str, list[Point]]) -> bytes:
     _ranks_axis(left, ranks, "Time per epoch", "seconds")
     _ranks_axis(middle, ranks, "Time to target", "seconds")
     _ranks_axis(right, ranks, "Throughput", "samples / s (all ranks)")
+    middle.set_xlim(left.get_xlim())
     for ax in (left, middle, right):
         if ax.lines:
             ax.legend(fontsize="small")
