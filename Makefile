@@ -42,7 +42,7 @@ classify: venv
 	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES) --configfile config/classify.yaml
 
 mixup: venv
-	$(VENV)/bin/snakemake mixup_comparison --profile profiles/local --cores $(CORES) --configfile config/classify.yaml
+	$(VENV)/bin/snakemake experiments --profile profiles/local --cores $(CORES) --configfile config/classify.yaml config/experiments/mixup.yaml
 
 # The segment workload (UNet, IoU target) on the embedded synthetic microscopy (README).
 segment: venv

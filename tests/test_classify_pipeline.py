@@ -1,6 +1,6 @@
 """The classify workload end to end through Snakemake: the CI scenario ``.test/config-classify``
 (a seeded subset of Debian's Fashion-MNIST) trains its run and a 2-seed x 2-arm MixUp
-comparison; the run page and the comparison page are checked in headless Chromium."""
+experiment; the run page and the experiment's page are checked in headless Chromium."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The results directory of one Snakemake call of ``all`` and ``mixup_comparison``."""
+    """The results directory of one Snakemake call of ``all`` and ``experiments``."""
     if not FASHION.is_dir():
         pytest.skip(f"{FASHION} missing: install Debian's dataset-fashion-mnist (make deps)")
     root = tmp_path_factory.mktemp("classify")
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump({**yaml.safe_load(SCENARIO.read_text()), "results": str(root / "results")}))
-    result = run_tool([str(BIN / "snakemake"), "all", "mixup_comparison", "--profile", "profiles/local",
+    result = run_tool([str(BIN / "snakemake"), "all", "experiments", "--profile", "profiles/local",
                        "--configfile", "config/classify.yaml", str(config)], cwd=REPO, timeout=1200)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     return root / "results"
@@ -61,9 +61,9 @@ def test_run_trains_and_reports_the_test_split(pipeline: Path, tmp_path: Path) -
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_mixup_comparison_page(pipeline: Path, tmp_path: Path) -> None:
-    names = sorted(p.name for p in (pipeline / "runs").iterdir() if p.name.startswith("mixup_"))
-    assert names == ["mixup_a0.4_s0", "mixup_a0.4_s1", "mixup_none_s0", "mixup_none_s1"]
+def test_mixup_experiment_page(pipeline: Path, tmp_path: Path) -> None:
+    names = sorted(p.name for p in (pipeline / "runs").iterdir() if p.name.startswith("classify-mixup-"))
+    assert names == [f"classify-mixup-{arm}-w2-s{k}" for arm in ("a0.4", "none") for k in (0, 1)]
     for name in names:
         run = records.read_summary(pipeline / "runs" / name)
         assert run.epochs_run == 2 and run.spec["train"]["stop_at_target"] is False
@@ -71,10 +71,12 @@ def test_mixup_comparison_page(pipeline: Path, tmp_path: Path) -> None:
         assert run.spec["train"]["seed"] == int(name[-1])
         assert {"trainset_accuracy", "val_accuracy"} <= set(records.read_epochs(pipeline / "runs" / name)[-1].metrics)
 
-    site = pipeline / "report/mixup_comparison"
+    site = pipeline / "report/experiments/mixup"
     summary = json.loads((site / "summary.json").read_text())
-    assert summary  # the per-arm statistics, machine-readable
+    assert (summary["kind"], summary["workload"], sorted(summary["runs"])) == ("experiment", "classify", names)
+    assert [v.split(":")[0] for v in summary["verdicts"]] == ["a0.4 vs none at 2 ranks"]
     seen = harness_result(site, PAGE_HARNESS.format(page="index.html"), tmp_path / "chromium")
-    assert "vs no MixUp" in seen["text"] and "seed-to-seed spread" in seen["text"]
+    assert "a0.4 vs none" in seen["text"] and "test accuracy" in seen["text"] and "seed spread" in seen["text"]
+    assert "train − validation accuracy" in seen["text"]  # the gap, from the clean training-set metrics
     assert seen["images"] >= 2 and seen["decoded"] == seen["images"]
     assert all(name in seen["text"] for name in names)

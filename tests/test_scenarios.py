@@ -14,9 +14,9 @@ from conftest import BIN, REPO, run_tool
 
 SCENARIOS = sorted(p.parent.name for p in (REPO / ".test").glob("config-*/config.yaml"))
 # What each scenario is planned with: its targets and the site settings its profile would give.
-TARGETS = {"config-slurm-pyxis": ["all", "strong_scaling", "weak_scaling"],
-           "config-classify": ["all", "mixup_comparison"], "config-sweep": ["sweep"],
-           "config-study": ["scaling_study", "compare"], "config-segment": ["all"]}
+TARGETS = {"config-slurm-pyxis": ["all", "experiments"],
+           "config-classify": ["all", "experiments"], "config-sweep": ["sweep"],
+           "config-study": ["experiments"], "config-segment": ["all"]}
 # Config files a scenario is layered over (after config/config.yaml).
 LAYERS = {"config-classify": ["config/classify.yaml"], "config-sweep": ["config/classify.yaml"],
           "config-segment": ["config/segment.yaml"]}
@@ -25,10 +25,10 @@ SITE = {"config-slurm-pyxis": ["--default-resources", "slurm_partition=gpu", "sl
 EXPECTED = {
     "config-tiny": {"spec": 1, "synth": 1, "convert": 2, "lists": 2, "train": 1, "run_page": 1, "index": 1},
     "config-staged": {"spec": 1, "convert": 2, "train": 1},
-    "config-slurm-pyxis": {"spec": 5, "scaling_train": 4, "train": 1, "strong_scaling": 1, "weak_scaling": 1},
-    "config-classify": {"arrays": 1, "spec": 5, "train": 5, "run_page": 1, "index": 1, "mixup_comparison": 1},
+    "config-slurm-pyxis": {"spec": 5, "experiment_train": 4, "train": 1, "experiment": 2},
+    "config-classify": {"arrays": 1, "spec": 5, "experiment_train": 4, "train": 1, "run_page": 1, "index": 1, "experiment": 1},
     "config-sweep": {"arrays": 1, "sweep_plan": 1, "sweep_element": 4, "sweep_rung": 2, "sweep": 1},
-    "config-study": {"synth": 1, "spec": 12, "study_train": 12, "scaling_study": 1, "compare": 1},
+    "config-study": {"synth": 1, "spec": 8, "experiment_train": 8, "experiment": 1},
     "config-segment": {"cells": 1, "spec": 1, "train": 1, "run_page": 1, "index": 1},
 }
 

@@ -255,16 +255,18 @@ def test_sweep_runs_as_slurm_job_arrays(slurm, tmp_path):
         assert re.search(rf"_job_complete: JobId={job}_[12]\(\d+\) WEXITSTATUS 0", ctld), job
 
 
-def test_scaling_study_and_compare_run_through_slurm(slurm, tmp_path):
-    """Both study targets over the two local systems: the 1-rank runs on one node, the 2-rank runs
-    on both; the two pages render in Chromium from those runs."""
+def test_experiment_runs_through_slurm(slurm, tmp_path):
+    """An experiment of two arms (ddp, fsdp) over the two local systems: the 1-rank runs on one
+    node, the 2-rank runs on both; its page renders in Chromium from those runs."""
     config = _pipeline_config(tmp_path)
     settings = yaml.safe_load(config.read_text())
-    settings["study"] = {"systems": ["LOCAL_1x1x8", "LOCAL_2x1x4"], "seeds": 1, "train": {"epochs": 1}}
+    settings["experiments"] = {"cmp": {"systems": ["LOCAL_1x1x8", "LOCAL_2x1x4"], "seeds": 1, "train": {"epochs": 1},
+                                       "arms": {"ddp": {"train": {"strategy": "ddp"}},
+                                                "fsdp": {"train": {"strategy": "fsdp"}}}}}
     config.write_text(yaml.safe_dump(settings))
     logdir = tmp_path / "slurm_logs"
     result = slurm.run(
-        str(BIN / "snakemake"), "scaling_study", "compare",
+        str(BIN / "snakemake"), "experiments",
         "--profile", "profiles/slurm",
         "--workflow-profile", "tests/slurm/profile",
         "--configfile", "profiles/slurm/pipeline.yaml", str(config),
@@ -274,23 +276,22 @@ def test_scaling_study_and_compare_run_through_slurm(slurm, tmp_path):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
     runs = tmp_path / "results/runs"
     layouts = {"LOCAL_1x1x8": (1, 1, "srun"), "LOCAL_2x1x4": (2, 2, "srun")}
-    expected = {f"{kind}_{system}_s0": layout for system, layout in layouts.items()
-                for kind in ("study", "compare_ddp", "compare_fsdp")}
+    expected = {f"cosmoflow-cmp-{arm}-{system}-s0": layout for system, layout in layouts.items()
+                for arm in ("ddp", "fsdp")}
     for run, layout in expected.items():
         summary = json.loads((runs / run / "run.json").read_text())
         assert (summary["world_size"], summary["nodes"], summary["launcher"]) == layout, run
-    assert json.loads((runs / "compare_fsdp_LOCAL_2x1x4_s0/run.json").read_text())["spec"]["train"]["strategy"] == "fsdp"
+        assert summary["spec"]["train"]["strategy"] == run.split("-")[2]
     # profiles/slurm turns the preflight on: the 2-rank runs' allocations were checked by srun first
-    preflight = json.loads((runs / "study_LOCAL_2x1x4_s0/preflight.json").read_text())
+    preflight = json.loads((runs / "cosmoflow-cmp-ddp-LOCAL_2x1x4-s0/preflight.json").read_text())
     assert (preflight["ok"], preflight["world_size"], preflight["launcher"]) == (True, 2, "srun")
-    assert not (runs / "study_LOCAL_1x1x8_s0/preflight.json").exists()  # one rank: nothing to check
-    report = tmp_path / "results/report"
-    study = json.loads((report / "scaling_study/summary.json").read_text())
-    assert [p["world_size"] for p in study["arms"][""]] == [1, 2] and study["missing"] == []
-    compare = json.loads((report / "compare/summary.json").read_text())
-    assert [v["world_size"] for v in compare["verdicts"]] == [1, 2] and compare["missing"] == []
-    for page, title in (("scaling_study", "Scaling study"), ("compare", "Comparison: ddp vs fsdp")):
-        shown = harness_result(report, PAGE_HARNESS.format(page=f"{page}/index.html"), tmp_path / f"chromium-{page}")
-        assert shown["title"] == title and shown["images"] == shown["decoded"] == 3, page
-    allocations = sorted(_allocation(slurm, job)[0] for job in _job_ids(logdir, "study_train"))
-    assert allocations == ["1", "1", "1", "2", "2", "2"]
+    assert not (runs / "cosmoflow-cmp-ddp-LOCAL_1x1x8-s0/preflight.json").exists()  # one rank: nothing to check
+    site = tmp_path / "results/report/experiments/cmp"
+    summary = json.loads((site / "summary.json").read_text())
+    assert sorted(summary["runs"]) == sorted(expected) and summary["missing"] == []
+    assert [v.split(":")[0] for v in summary["verdicts"]] == [
+        "fsdp vs ddp at LOCAL_1x1x8 (1 rank)", "fsdp vs ddp at LOCAL_2x1x4 (2 ranks)"]
+    shown = harness_result(site, PAGE_HARNESS.format(page="index.html"), tmp_path / "chromium")
+    assert shown["title"] == "cmp" and shown["images"] == shown["decoded"] >= 4
+    allocations = sorted(_allocation(slurm, job)[0] for job in _job_ids(logdir, "experiment_train"))
+    assert allocations == ["1", "1", "2", "2"]

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO
-from hpcdl.launch import LaunchError
 from hpcdl.systems import (
     SystemConfigError,
     known_systems,
     load_system,
     run_layout,
     run_train_config,
-    scaled_runs,
-    scaling_runs,
 )
 
 SYSTEMS = REPO / "config/systems"
@@ -181,23 +177,6 @@ def test_run_train_config_staging_empty_reads_in_place_absent_keeps_the_config()
     assert run_train_config(TRAIN, without, 0)["staging_dir"] == "/scratch/mine"
 
 
-def test_scaling_runs_names_and_seed_offsets():
-    scaling = {"strong": ["DGXA100_1x8x1", "DGXA100_16x8x1"], "weak": {"system": "DGXA100_4x8x1", "instances": 3}}
-    assert scaling_runs(scaling) == {
-        "strong_DGXA100_1x8x1": ("DGXA100_1x8x1", 0),
-        "strong_DGXA100_16x8x1": ("DGXA100_16x8x1", 0),
-        "weak_DGXA100_4x8x1_i0": ("DGXA100_4x8x1", 0),
-        "weak_DGXA100_4x8x1_i1": ("DGXA100_4x8x1", 1),
-        "weak_DGXA100_4x8x1_i2": ("DGXA100_4x8x1", 2),
-    }
-    assert list(scaling_runs({"weak": {"system": "LOCAL_2x1x4", "instances": "2"}})) == [
-        "weak_LOCAL_2x1x4_i0",
-        "weak_LOCAL_2x1x4_i1",
-    ]
-    assert scaling_runs({}) == {}
-    assert scaling_runs({"weak": {"system": "LOCAL_2x1x4", "instances": 0}}) == {}
-
-
 def test_run_layout_under_a_scheduler_uses_the_system_nodes():
     execution = {"scheduler": "slurm", "launcher": "srun", "runtime": "pyxis", "gpus_per_node": 4, "tasks_per_node": 4}
     tasks, nodes, merged = run_layout(execution, load("DGXA100_16x8x1"))
@@ -213,107 +192,3 @@ def test_run_layout_local_mpirun_starts_every_rank_on_this_machine():
     assert merged == {"launcher": "mpirun", "gpus_per_node": 0, "tasks_per_node": 0}
     # srun inside an allocation can reach the nodes even without a scheduler section.
     assert run_layout({"launcher": "srun"}, load("LOCAL_2x1x4"))[:2] == (2, 2)
-
-
-# --- scaled_runs: every run of the scaling: section, as the workflow builds them while parsing ----
-
-
-def scaling_config(tmp_path: Path, execution: dict | None = None, **scaling) -> dict:
-    return {
-        "results": str(tmp_path / "results"),
-        "execution": execution or {"launcher": "mpirun"},
-        "train": {**TRAIN, "seed": 5},
-        "scaling": {"systems_dir": str(SYSTEMS), **scaling},
-    }
-
-
-def test_scaled_runs_names_seeds_settings_and_local_layout(tmp_path):
-    config = scaling_config(
-        tmp_path, strong=["LOCAL_1x1x8", "LOCAL_2x1x4"], weak={"system": "LOCAL_2x1x4", "instances": 2}
-    )
-    data = str(tmp_path / "results/data/cosmoflow/synth")
-    runs = scaled_runs(config, SCHEMA, str(tmp_path), data)
-    assert list(runs) == ["strong_LOCAL_1x1x8", "strong_LOCAL_2x1x4", "weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1"]
-    # Strong runs keep the config's seed; weak instance k adds k. Each run is named after itself.
-    assert {run: (r.train["seed"], r.train["run_name"]) for run, r in runs.items()} == {
-        "strong_LOCAL_1x1x8": (5, "strong_LOCAL_1x1x8"),
-        "strong_LOCAL_2x1x4": (5, "strong_LOCAL_2x1x4"),
-        "weak_LOCAL_2x1x4_i0": (5, "weak_LOCAL_2x1x4_i0"),
-        "weak_LOCAL_2x1x4_i1": (6, "weak_LOCAL_2x1x4_i1"),
-    }
-    for run, scaled in runs.items():
-        name = run.removeprefix("strong_").removeprefix("weak_").split("_i")[0]
-        assert scaled.system == f"{SYSTEMS / name}.yaml"
-        # The system's batch, rates and (empty) staging directory over the config's.
-        assert scaled.train["batch_size"] == (8 if name == "LOCAL_1x1x8" else 4)
-        assert (scaled.train["base_lr"], scaled.train["warmup_epochs"], scaled.train["staging_dir"]) == (0.008, 0, "")
-        assert (scaled.train["epochs"], scaled.train["momentum"]) == (40, 0.8)  # the config's
-    # Local mpirun starts every rank here: one rank needs no launcher; the CPU systems get no GPUs.
-    assert runs["strong_LOCAL_1x1x8"].launch == ""
-    assert runs["strong_LOCAL_1x1x8"].resources == {"tasks": 1, "nodes": 1, "runtime": 30}
-    for run in ("strong_LOCAL_2x1x4", "weak_LOCAL_2x1x4_i0", "weak_LOCAL_2x1x4_i1"):
-        assert runs[run].launch == "mpirun -np 2 --oversubscribe"
-        assert runs[run].resources == {"tasks": 2, "nodes": 1, "mpi": "mpirun", "runtime": 30}
-    assert config["train"] == {**TRAIN, "seed": 5}  # the config itself is not changed
-
-
-def test_scaled_runs_under_srun_pyxis_take_the_system_nodes_gpus_and_mounts(tmp_path):
-    execution = {"scheduler": "slurm", "launcher": "srun", "runtime": "pyxis", "image": "ghcr.io#hpcdl/hpcdl:0.1.0"}
-    config = scaling_config(
-        tmp_path, execution, strong=["DGXA100_16x8x1"], weak={"system": "DGXA100_4x8x1", "instances": 1}
-    )
-    data = str(tmp_path / "results/data/cosmoflow/synth")
-    work = tmp_path / "work"
-    runs = scaled_runs(config, SCHEMA, str(work), data)
-    assert list(runs) == ["strong_DGXA100_16x8x1", "weak_DGXA100_4x8x1_i0"]
-    for run, nodes, walltime, base_lr in (("strong_DGXA100_16x8x1", 16, 240, 0.032),
-                                          ("weak_DGXA100_4x8x1_i0", 4, 480, 0.016)):
-        scaled = runs[run]
-        words = scaled.launch.split()
-        assert words[:6] == ["srun", f"--nodes={nodes}", f"--ntasks={nodes * 8}", "--ntasks-per-node=8",
-                             "--mpi=pmix", "--gpus-per-task=1"]
-        results = tmp_path / "results"  # outside the working directory: mounted too
-        mounts = f"{work}:{work},{results}:{results},{data}:{data}:ro,/raid/scratch/hpcdl:/raid/scratch/hpcdl"
-        assert f"--container-mounts={mounts}" in words and words[-1] == f"--container-workdir={work}"
-        assert scaled.resources == {"tasks": nodes * 8, "nodes": nodes, "mpi": "srun", "gres": "gpu:8",
-                                    "tasks_per_gpu": 1, "runtime": walltime}
-        assert (scaled.train["batch_size"], scaled.train["base_lr"], scaled.train["staging_dir"]) == (
-            1, base_lr, "/raid/scratch/hpcdl")
-
-
-def test_scaled_runs_without_a_scaling_section_are_none(tmp_path):
-    config = scaling_config(tmp_path)
-    del config["scaling"]
-    assert scaled_runs(config, SCHEMA, str(tmp_path), "data") == {}
-
-
-def test_scaled_runs_read_config_systems_by_default(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)  # systems_dir defaults to config/systems under the working directory
-    config = {**scaling_config(tmp_path), "scaling": {"strong": ["LOCAL_2x1x4"]}}
-    (scaled,) = scaled_runs(config, SCHEMA, str(REPO), "data").values()
-    assert scaled.system == "config/systems/LOCAL_2x1x4.yaml"
-
-
-def test_scaled_runs_unknown_system_names_its_file(tmp_path):
-    config = scaling_config(tmp_path, strong=["LOCAL_2x1x4", "DGXH100_2x8x1"])
-    with pytest.raises(SystemConfigError) as err:
-        scaled_runs(config, SCHEMA, str(tmp_path), "data")
-    assert str(err.value).startswith(f"{SYSTEMS / 'DGXH100_2x8x1'}.yaml: no such system 'DGXH100_2x8x1' (known: ")
-
-
-def test_scaled_runs_bad_system_file_names_it(tmp_path):
-    write_system(tmp_path, "DGXA100_4x8x1", walltime="2h")
-    scaling = {"systems_dir": str(tmp_path), "weak": {"system": "DGXA100_4x8x1", "instances": 1}}
-    config = {**scaling_config(tmp_path), "scaling": scaling}
-    with pytest.raises(SystemConfigError, match="^" + re.escape(f"{tmp_path / 'DGXA100_4x8x1.yaml'}: walltime: '2h'")):
-        scaled_runs(config, SCHEMA, str(tmp_path), "data")
-
-
-def test_scaled_runs_launch_error_names_the_system_file(tmp_path):
-    # Under a scheduler the system's 2 nodes are real nodes, which launcher "none" cannot reach.
-    config = scaling_config(tmp_path, {"scheduler": "slurm", "launcher": "none"}, strong=["LOCAL_2x1x4"])
-    with pytest.raises(LaunchError) as err:
-        scaled_runs(config, SCHEMA, str(tmp_path), "data")
-    assert str(err.value) == (
-        f"{SYSTEMS / 'LOCAL_2x1x4'}.yaml: stage: 2 nodes need a launcher (mpirun or srun), got 'none'"
-    )

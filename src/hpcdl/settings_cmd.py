@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from hpcdl import preflight, settings, workloads
-from hpcdl.study import runs as study
+from hpcdl.experiments import runs as experiments
 from hpcdl.sweep.space import DISTRIBUTIONS, SweepSettings
 from hpcdl.train.config import TrainConfig
 from hpcdl.train.spec import Placement
@@ -38,7 +38,7 @@ def schema() -> dict[str, Any]:
     for name, entry in sorted(workloads.REGISTRY.items()):
         defs[name] = settings.schema(entry.params, f"parameters of the {name} workload")
     defs["sweep"] = sweep_schema()
-    defs["study"] = study_schema()
+    defs["experiments"] = experiments_schema()
     defs["preflight"] = preflight_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "description": "training settings, generated from their typed declarations", "$defs": defs}
@@ -68,19 +68,23 @@ def sweep_schema() -> dict[str, Any]:
     return section
 
 
-def study_schema() -> dict[str, Any]:
-    """The ``study:`` section: its scalar settings, then the points, the shared overrides and the
-    arms (keys and counts checked with one message each by :func:`hpcdl.study.runs.study_runs`)."""
-    section = settings.schema(study.StudySettings, "scaling study and comparison (snakemake scaling_study, compare)")
-    section["properties"].update({
-        "world_sizes": {"type": "array", "items": {"type": "integer"}, "description": study.WORLD_SIZES_HELP,
-                        "default": list(study.DEFAULT_WORLD_SIZES)},
-        "systems": {"type": "array", "items": {"type": "string"}, "description": study.SYSTEMS_HELP},
-        "train": {"type": "object", "description": study.TRAIN_HELP},
-        "arms": {"type": "object", "additionalProperties": {"type": "object"}, "description": study.ARMS_HELP,
-                 "default": study.DEFAULT_ARMS},
+def experiments_schema() -> dict[str, Any]:
+    """The ``experiments:`` section: named experiments, each its scalar settings, then the points,
+    the shared overrides and the arms. Every key is checked, with one line naming its path, by
+    :func:`hpcdl.experiments.runs.experiments`; the schema leaves unknown keys to it for that."""
+    one = settings.schema(experiments.ExperimentSettings, "one experiment: arms x world sizes | systems x seeds")
+    one["properties"].update({
+        "world_sizes": {"type": "array", "items": {"type": "integer"}, "description": experiments.WORLD_SIZES_HELP},
+        "systems": {"type": "array", "items": {"type": "string"}, "description": experiments.SYSTEMS_HELP},
+        "train": {"type": "object", "description": experiments.TRAIN_HELP},
+        "arms": {"type": "object", "additionalProperties": {"type": ["object", "null"]},
+                 "description": experiments.ARMS_HELP},
     })
-    return section
+    for key in ("seeds", "walltime"):  # `snakemake --config` hands nested numbers over as text
+        one["properties"][key].update(type=["integer", "string"], pattern="^[0-9]+$")
+    one["additionalProperties"] = True
+    return {"type": "object", "description": "named experiments (snakemake experiments; examples in config/experiments/)",
+            "additionalProperties": one}
 
 
 def preflight_schema() -> dict[str, Any]:
@@ -109,12 +113,16 @@ def markdown() -> str:
     rows += [f"| `sweep.{key}` | — | {kind} | `{default}` | — | {text.replace('|', chr(92) + '|')} |" for key, kind, default, text in (
         ("space", "mapping", "{}", SPACE_HELP), ("train", "mapping", "{}", TRAIN_HELP),
         ("params", "mapping", "{}", PARAMS_HELP), ("heatmap", "list", "null", HEATMAP_HELP))]
-    rows += ["", "The `study:` section (`snakemake scaling_study`, `snakemake compare`):", ""]
-    rows += settings.MARKDOWN_HEADER + settings.markdown_rows(study.StudySettings, "study", flags=False)
-    rows += [f"| `study.{key}` | — | {kind} | `{default}` | — | {text.replace('|', chr(92) + '|')} |" for key, kind, default, text in (
-        ("world_sizes", "list", "[1, 2]", study.WORLD_SIZES_HELP), ("systems", "list", "null", study.SYSTEMS_HELP),
-        ("train", "mapping", "{}", study.TRAIN_HELP),
-        ("arms", "mapping", json.dumps(study.DEFAULT_ARMS), study.ARMS_HELP))]
+    rows += ["", "Each experiment of the `experiments:` section (`snakemake experiments`; examples in"
+             " `config/experiments/`), `experiments.<name>.<key>`:", ""]
+    rows += settings.MARKDOWN_HEADER + settings.markdown_rows(experiments.ExperimentSettings, "experiments.<name>",
+                                                              flags=False)
+    rows += [f"| `experiments.<name>.{key}` | — | {kind} | `{default}` | — | {text.replace('|', chr(92) + '|')} |"
+             for key, kind, default, text in (
+                 ("world_sizes", "list", "[1, 2]", experiments.WORLD_SIZES_HELP),
+                 ("systems", "list", "null", experiments.SYSTEMS_HELP),
+                 ("train", "mapping", "{}", experiments.TRAIN_HELP),
+                 ("arms", "mapping", json.dumps({experiments.BASE_ARM: {}}), experiments.ARMS_HELP))]
     rows += ["", "The `preflight:` section (before each multi-rank training; `hpcdl preflight` flags of the same names):",
              "", *settings.MARKDOWN_HEADER,
              f"| `preflight.enabled` | — | bool | `false` | — | {preflight.ENABLED_HELP} |"]

@@ -1,16 +1,15 @@
-"""System configurations (``config/systems/<name>.yaml``) and the scaling runs built from them.
+"""System configurations (``config/systems/<name>.yaml``): what a run on one takes.
 
 A system is named like the benchmark's ``DGXA100_16x8x1`` (nodes x ranks per node x batch per
 rank); the name must agree with the file name and the numbers inside, so a copied file that was
-only half edited is caught. The scaling targets turn the ``scaling:`` config section into named
-runs (:func:`scaling_runs`) and each run's system into its ``train:`` settings
-(:func:`run_train_config`) and launch layout (:func:`run_layout`).
+only half edited is caught. An experiment over system files (:mod:`hpcdl.experiments.runs`) turns
+each system into its runs' ``train:`` settings (:func:`run_train_config`) and launch layout
+(:func:`run_layout`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import jsonschema
 import yaml
 
 from hpcdl import schemas
-from hpcdl.launch import LaunchError, job_resources, stage_prefix
 
 SYSTEMS_DIR = Path("config/systems")
 
@@ -65,20 +63,6 @@ def load_system(name: str, directory: Path, schema: Path) -> dict[str, Any]:
     return system
 
 
-def scaling_runs(scaling: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
-    """Run name -> (system, seed offset) of every run the ``scaling:`` config section asks for.
-
-    Strong scaling: one run per listed system, ``strong_<system>``, seed offset 0.
-    Weak scaling: ``instances`` independent runs of one system, ``weak_<system>_i<k>``, offset k.
-    ``instances`` may be a string of digits, as ``snakemake --config`` passes nested values.
-    """
-    runs = {f"strong_{name}": (name, 0) for name in scaling.get("strong", [])}
-    weak = scaling.get("weak") or {}
-    for k in range(int(weak.get("instances", 0))):
-        runs[f"weak_{weak['system']}_i{k}"] = (weak["system"], k)
-    return runs
-
-
 def run_train_config(train: Mapping[str, Any], system: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The ``train:`` settings of one run on ``system`` with ``seed``: the config's, then the system's."""
     merged = {**train, **system["train"], "seed": seed, "batch_size": system["batch_size"]}
@@ -99,42 +83,3 @@ def run_layout(execution: Mapping[str, Any], system: Mapping[str, Any]) -> tuple
     if execution.get("scheduler", "local") == "local" and execution.get("launcher") != "srun":
         return tasks, 1, {**merged, "tasks_per_node": 0}
     return tasks, system["nodes"], merged
-
-
-@dataclass(frozen=True)
-class ScaledRun:
-    """One run of a scaling target: its system file, ``train:`` settings, launch prefix and job resources."""
-
-    system: str
-    train: dict[str, Any]
-    launch: str
-    resources: dict[str, Any]
-
-
-def scaled_runs(config: Mapping[str, Any], schema: Path, workdir: str, data_dir: str) -> dict[str, ScaledRun]:
-    """Every run of the config's ``scaling:`` section, built from its system file.
-
-    Called while the workflow is parsed, so an unknown or inconsistent system, or a layout the
-    launcher cannot start, stops it before any job is submitted (the error names the file).
-    Each run takes the system's nodes, ranks, batch, learning rates, staging directory, GPUs and
-    walltime; ``data_dir`` is mounted read-only into its container.
-    """
-    scaling = config.get("scaling", {})
-    directory = Path(scaling.get("systems_dir", SYSTEMS_DIR))
-    systems: dict[str, dict[str, Any]] = {}
-    runs = {}
-    for run, (name, offset) in scaling_runs(scaling).items():
-        if name not in systems:
-            systems[name] = load_system(name, directory, schema)
-        system = systems[name]
-        train = run_train_config(config["train"], system, config["train"]["seed"] + offset)
-        train["run_name"] = run
-        tasks, nodes, execution = run_layout(config["execution"], system)
-        try:
-            prefix = stage_prefix(execution, tasks, nodes, workdir, config["results"], (data_dir,),
-                                  train.get("staging_dir", ""), gpus=True)
-        except LaunchError as err:
-            raise LaunchError(f"{directory / name}.yaml: {err}") from None
-        resources = {**job_resources(execution, tasks, nodes, gpus=True), "runtime": system["walltime"]}
-        runs[run] = ScaledRun(f"{directory / name}.yaml", train, prefix, resources)
-    return runs

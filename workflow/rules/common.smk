@@ -4,12 +4,11 @@ import shlex
 
 from snakemake.utils import min_version, validate
 
+from hpcdl.experiments import runs as experiments
 from hpcdl.launch import job_resources, stage_prefix, validate_execution
-from hpcdl.mixup_comparison.runs import mixup_runs
 from hpcdl.preflight import workflow_flags as preflight_flags
-from hpcdl.study.runs import StudyError, study_runs
 from hpcdl.sweep import space as sweeps
-from hpcdl.systems import SystemConfigError, scaled_runs
+from hpcdl.systems import SystemConfigError
 from hpcdl.train import spec as specs
 
 min_version("9.0")
@@ -158,8 +157,8 @@ except ValueError as err:
 
 def preflight_step(runs=None):
     """Shell text running ``hpcdl preflight`` with a training's launcher in its own allocation,
-    before a multi-rank training (``preflight.enabled``), else nothing; ``runs``: the scaling or
-    study runs by name, else the configured run."""
+    before a multi-rank training (``preflight.enabled``), else nothing; ``runs``: the experiment
+    runs by name, else the configured run."""
 
     def step(wildcards, input):
         run = runs[wildcards.run] if runs else None
@@ -176,100 +175,60 @@ def preflight_step(runs=None):
     return step
 
 
-SCALED = scaled_runs(
-    config,
-    os.path.join(workflow.basedir, "schemas/system.schema.yaml"),
-    os.getcwd(),
-    data_dir(),
-)
-SCALED_SPECS = {
-    run: checked_spec(scaled.train, f"scaling run {run} (config + {scaled.system})")
-    for run, scaled in SCALED.items()
-}
-MIXUP = mixup_runs(config)
-MIXUP_SPECS = {
-    run: checked_spec(arm.train, f"mixup_comparison run {run}", arm.params)
-    for run, arm in MIXUP.items()
-}
-
-
-def checked_study(kind):
-    """Runs of the scaling study or comparison (rules/study.smk), checked now."""
+def checked_experiments():
+    """The config's experiments (hpcdl.experiments.runs), every run's settings checked now."""
     try:
-        return study_runs(
+        return experiments.experiments(
             config,
-            kind,
             os.path.join(workflow.basedir, "schemas/system.schema.yaml"),
             os.getcwd(),
             data_dir(),
         )
-    except (StudyError, SystemConfigError) as err:
-        raise WorkflowError(f"invalid study: section in the config:\n{err}")
+    except (experiments.ExperimentError, SystemConfigError) as err:
+        raise WorkflowError(f"invalid experiments: section in the config:\n{err}")
 
 
-STUDY = {**checked_study("study"), **checked_study("compare")}
-STUDY_SPECS = {
-    run: checked_spec(r.train, f"study run {run}", r.params) for run, r in STUDY.items()
+EXPERIMENTS = checked_experiments()
+EXPERIMENT_RUNS = {n: r for e in EXPERIMENTS.values() for n, r in e.runs.items()}
+EXPERIMENT_SPECS = {
+    n: checked_spec(r.train, r.where, r.params) for n, r in EXPERIMENT_RUNS.items()
 }
-
-
-def study_targets(kind, arm=None):
-    """run.json of every run of ``kind`` (of one arm of the comparison)."""
-    return [
-        f"{RESULTS}/runs/{run}/run.json"
-        for run, r in STUDY.items()
-        if run.startswith(f"{kind}_") and (arm is None or r.arm == arm)
-    ]
-
-
-def compare_arms(wildcards, input):
-    """``--arm NAME RUN...`` of each arm, in the config's order."""
-    arms = dict.fromkeys(
-        r.arm for run, r in STUDY.items() if run.startswith("compare_")
-    )
-    return " ".join(
-        f"--arm {arm} "
-        + " ".join(os.path.dirname(p) for p in study_targets("compare", arm))
-        for arm in arms
-    )
-
-
-# On this machine a study run has it to itself: concurrent runs would distort the timings.
-STUDY_THREADS = (
+# On this machine an experiment's run has it to itself: concurrent runs would distort the timings.
+EXPERIMENT_THREADS = (
     workflow.cores if config["execution"].get("scheduler", "local") == "local" else 1
 )
 
 
-def run_settings(wildcards):
-    """JSON settings of run ``wildcards.run``: a scaling run's, or the config's under that name."""
-    spec = (
-        {**SCALED_SPECS, **MIXUP_SPECS, **STUDY_SPECS}
-        .get(wildcards.run, SPEC)
-        .as_dict()
-    )
-    spec["train"]["run_name"] = wildcards.run
-    return json.dumps(spec, sort_keys=True)
+def get_experiment_runs(wildcards):
+    """run.json of every run of experiment ``wildcards.name``."""
+    return [f"{RESULTS}/runs/{run}/run.json" for run in EXPERIMENTS[wildcards.name].runs]
 
 
-def scaling_targets(layout):
-    """Input function: run.json of every scaling run of ``layout`` (``strong`` or ``weak``)."""
-    paths = [
-        f"{RESULTS}/runs/{run}/run.json"
-        for run in SCALED
-        if run.startswith(f"{layout}_")
+def get_experiment_arms(wildcards, input):
+    """``--arm NAME RUN...`` of each arm of experiment ``wildcards.name``, as a list of words."""
+    found = EXPERIMENTS[wildcards.name]
+    return [
+        w
+        for arm in found.arms
+        for w in ["--arm", arm, *(f"{RESULTS}/runs/{r}" for r in found.arm_runs(arm))]
     ]
 
-    def targets(wildcards):
-        if not paths:
-            key = (
-                "scaling.strong lists no system"
-                if layout == "strong"
-                else "scaling.weak has no instances"
-            )
-            raise WorkflowError(f"{layout}_scaling: {key}; see config/README.md")
-        return paths
 
-    return targets
+def get_experiment_pages(wildcards):
+    """The page of every experiment; an error naming what is missing when there is none."""
+    if not EXPERIMENTS:
+        raise WorkflowError(
+            "experiments: the config has no experiments: section; add one with"
+            " --configfile config/experiments/<name>.yaml"
+        )
+    return [f"{RESULTS}/report/experiments/{n}/index.html" for n in EXPERIMENTS]
+
+
+def run_settings(wildcards):
+    """JSON settings of run ``wildcards.run``: an experiment run's, or the config's under that name."""
+    spec = EXPERIMENT_SPECS.get(wildcards.run, SPEC).as_dict()
+    spec["train"]["run_name"] = wildcards.run
+    return json.dumps(spec, sort_keys=True)
 
 
 def image_download(dataset, file):
@@ -327,16 +286,6 @@ def image_options(wildcards, input):
     if wildcards.dataset == "csv" and len(input.sources) > 1:
         flags.append(f"--test {input.sources[1]}")
     return " ".join(flags)
-
-
-def mixup_targets(wildcards):
-    """run.json of every run of the MixUp comparison; an error naming what is missing."""
-    if not MIXUP:
-        raise WorkflowError(
-            "mixup_comparison: needs workload classify and a mixup_comparison: section;"
-            " see config/README.md"
-        )
-    return [f"{RESULTS}/runs/{run}/run.json" for run in MIXUP]
 
 
 def checked_sweep():
