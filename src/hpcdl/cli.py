@@ -14,14 +14,14 @@ import sys
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("hpcdl.synth", "write a deterministic synthetic CosmoFlow-style TFRecord dataset"),
-    "download": ("hpcdl.download", "download (resumable, verified) and extract the real dataset"),
-    "fetch": ("hpcdl.fetch", "download one file (resumable, size and SHA-256 checked), no extraction"),
-    "arrays": ("hpcdl.arrays", "an image dataset (Fashion-MNIST, MNIST, CIFAR-10, CSV) as per-split arrays"),
-    "cells": ("hpcdl.cells", "write deterministic synthetic microscopy images with exact segmentation masks"),
-    "masks": ("hpcdl.masks", "a folder of PNG/TIFF images and segmentation masks as per-split arrays"),
-    "convert": ("hpcdl.convert", "convert TFRecords to .npy pairs or gzip TFRecords (MPI-aware)"),
-    "lists": ("hpcdl.lists", "write the sorted file lists a training run reads"),
+    "synth": ("hpcdl.data.synth", "write a deterministic synthetic CosmoFlow-style TFRecord dataset"),
+    "download": ("hpcdl.data.download", "download (resumable, verified) and extract the real dataset"),
+    "fetch": ("hpcdl.data.fetch", "download one file (resumable, size and SHA-256 checked), no extraction"),
+    "arrays": ("hpcdl.data.arrays", "an image dataset (Fashion-MNIST, MNIST, CIFAR-10, CSV) as per-split arrays"),
+    "cells": ("hpcdl.data.cells", "write deterministic synthetic microscopy images with exact segmentation masks"),
+    "masks": ("hpcdl.data.masks", "a folder of PNG/TIFF images and segmentation masks as per-split arrays"),
+    "convert": ("hpcdl.data.convert", "convert TFRecords to .npy pairs or gzip TFRecords (MPI-aware)"),
+    "lists": ("hpcdl.data.lists", "write the sorted file lists a training run reads"),
     "model": ("hpcdl.workloads.cosmoflow.model", "print the CosmoFlow layer table and parameter count"),
     "spec": ("hpcdl.train.spec", "check a run's settings and write its spec.json"),
     "train": ("hpcdl.train.run", "train a workload data-parallel with MLPerf HPC logging"),

@@ -19,7 +19,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 RESULTS = config["results"]
 WORKLOAD = config["workload"]
 SOURCE = config["dataset"]["source"]
-# The image dataset of the classify workload (hpcdl.arrays registers the names).
+# The image dataset of the classify workload (hpcdl.data.arrays registers the names).
 IMAGES = config.get("images", {}).get("dataset", "fashion-mnist")
 # The data of the segment workload (rules/segment.smk): cells | download | folder.
 SEGMENT_SOURCE = config.get("segment_data", {}).get("source", "cells")
