@@ -3,7 +3,7 @@
 Writes N full-size CosmoFlow files (128^3 x 4 int16, Poisson counts of a log-normal density,
 gzip level 6 like TensorFlow's writer) into a temporary directory, then times, best of R:
 
-  hpcdl           ``hpcdl.convert.convert`` in this process, one worker
+  hpcdl           ``hpcdl.data.convert.convert`` in this process, one worker
   tensorflow      the reference converter's way: TFRecordDataset(GZIP) + parse_single_example +
                   decode_raw + np.save, TensorFlow pinned to one thread
   tfrecord-pkg    the ``tfrecord`` package's ``tfrecord_loader`` + np.save
@@ -39,8 +39,8 @@ import numpy as np
 from isal import isal_zlib
 
 from hpcdl.atomic import write_bytes
-from hpcdl.convert import ConvertConfig, convert
-from hpcdl.tfrecord_io import encode_example, frame_record
+from hpcdl.data.convert import ConvertConfig, convert
+from hpcdl.data.tfrecord import encode_example, frame_record
 
 
 def make_dataset(directory: Path, files: int, side: int, seed: int = 7) -> int:

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import BIN, run_tool
 from helpers.nginx import Server, serving
-from hpcdl.arrays import read_manifest
+from hpcdl.data.arrays import read_manifest
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 IDX_NAMES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

@@ -13,8 +13,8 @@ import pytest
 from conftest import BIN, run_tool, tool_env
 from helpers.tfrecords import assert_npy_outputs, make_inputs, recorded, visible
 
-from hpcdl.convert import ConvertConfig, convert, partition
-from hpcdl.tfrecord_io import encode_example, write_records
+from hpcdl.data.convert import ConvertConfig, convert, partition
+from hpcdl.data.tfrecord import encode_example, write_records
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tfrecord"
 EXPECTED = dict(np.load(FIXTURES / "expected.npz"))

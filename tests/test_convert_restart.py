@@ -21,10 +21,10 @@ from conftest import BIN, tool_env
 from helpers.procs import processes_with
 from helpers.tfrecords import assert_npy_outputs, make_inputs, recorded, visible
 
-from hpcdl import convert_record
-from hpcdl.convert import ConvertConfig, convert
-from hpcdl.convert_record import SETTLE_NS, Fingerprint, conversion_lock, read_record, record_path
-from hpcdl.tfrecord_io import encode_example, iter_records, read_file_bytes, write_records
+from hpcdl.data import convert_record
+from hpcdl.data.convert import ConvertConfig, convert
+from hpcdl.data.convert_record import SETTLE_NS, Fingerprint, conversion_lock, read_record, record_path
+from hpcdl.data.tfrecord import encode_example, iter_records, read_file_bytes, write_records
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tfrecord"
 

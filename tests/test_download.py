@@ -28,8 +28,8 @@ import yaml
 
 from conftest import BIN, REPO, run_tool
 from helpers.nginx import Server, serving
-from hpcdl.download import LOCK_NAME
-from hpcdl.synth import SynthConfig, synthesize
+from hpcdl.data.download import LOCK_NAME
+from hpcdl.data.synth import SynthConfig, synthesize
 
 pytestmark = pytest.mark.network
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpcdl.synth import SynthConfig, file_name, synthesize, universe
-from hpcdl.tfrecord_io import decode_cosmo_example, iter_records, parse_example, read_file_bytes
+from hpcdl.data.synth import SynthConfig, file_name, synthesize, universe
+from hpcdl.data.tfrecord import decode_cosmo_example, iter_records, parse_example, read_file_bytes
 
 CROP = 16
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_snakefmt_formatted():
         # convert.format is gone: training reads npy, or the gzip re-pack with train.stage_compressed.
         ({"convert": {"format": "gzip", "tasks": 2}}, "'format' was unexpected"),
         ({"dataset": {"source": "ftp"}}, "ftp"),
-        ({"workload": "resnet"}, "'resnet' is not one of ['cosmoflow', 'classify', 'segment']"),
+        ({"workload": "resnet"}, "unknown workload 'resnet' (known: classify, cosmoflow, segment)"),
         ({"train": {"run_name": "bad name", "tasks": 2, "seed": 0, "batch_size": 8, "epochs": 1}}, "bad name"),
         ({"train": {"device": "tpu"}}, "'tpu' is not one of ['auto', 'cpu', 'cuda']"),
         ({"train": {"tasks": 0}}, "0 is less than the minimum of 1"),
@@ -135,6 +136,12 @@ def test_spec_rule_writes_the_checked_settings_the_training_reads(tmp_path):
     assert "rule spec:" in dry.stdout and "Params have changed since last execution" in dry.stdout
 
 
+def json_args(line: str) -> dict:
+    """The arguments of a data stage's shell line, ``hpcdl <command> --json OBJ``."""
+    words = shlex.split(line)
+    return json.loads(words[words.index("--json") + 1])
+
+
 def test_stage_compressed_trains_from_the_gzip_repack(tmp_path):
     staging = tmp_path / "staging"
     config = tiny_config(
@@ -147,7 +154,8 @@ def test_stage_compressed_trains_from_the_gzip_repack(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     gzip = tmp_path / "results/data/cosmoflow/synth/gzip"
     lines = shell_lines(result.stdout)
-    assert {line.split(" --to ")[1].split()[0] for line in lines if " hpcdl convert " in line} == {"gzip"}
+    converts = [json_args(line) for line in lines if " hpcdl convert --json " in line]
+    assert converts and {args["to"] for args in converts} == {"gzip"}
     assert not any(" hpcdl lists " in line for line in lines)
     (train,) = [line for line in lines if " hpcdl train " in line]
     assert f" --data-dir {gzip} " in train

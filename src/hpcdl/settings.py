@@ -9,6 +9,9 @@ declaration this module derives
 * the documentation table (:func:`markdown_rows`),
 * reading a mapping (:func:`from_mapping`) with one message per unknown key or bad value.
 
+A field may also hold another settings class (a nested section, ``segment_data.cells``) or a
+list of values or of settings (``tuple[str, ...]``, ``tuple[Download, ...]``).
+
 Cross-field rules stay with the class (its ``cross_errors()`` method) and are run by the same callers,
 so the CLI and the workflow check exactly the same things.
 """
@@ -58,7 +61,7 @@ class Field:
     kind: type
     default: Any
     rule: Rule
-    length: int | None = None  # fixed-length tuples (``tuple[float, float]``)
+    length: int | None = None  # tuples: their fixed length (``tuple[float, float]``), 0 for any (``tuple[str, ...]``)
 
     @property
     def flag(self) -> str:
@@ -81,7 +84,8 @@ def _fields(cls: type) -> tuple[Field, ...]:
         hint = hints[f.name]
         if typing.get_origin(hint) is tuple:
             args = typing.get_args(hint)
-            out.append(Field(f.name, args[0], f.default, rule, len(args)))
+            any_length = len(args) == 2 and args[1] is Ellipsis
+            out.append(Field(f.name, args[0], f.default, rule, 0 if any_length else len(args)))
         else:
             out.append(Field(f.name, hint, f.default, rule))
     return tuple(out)
@@ -100,8 +104,16 @@ def key_namer(section: str) -> Namer:
     return lambda name: f"{section}.{name}"
 
 
+def _nested(kind: type) -> bool:
+    return dataclasses.is_dataclass(kind)
+
+
 def _scalar_error(f: Field, value: Any, name: str) -> str | None:
     r = f.rule
+    if _nested(f.kind):
+        found = errors(value, lambda key: f"{name}.{key}") if isinstance(value, f.kind) else [
+            f"{name} must be a mapping, got {value!r}"]
+        return "; ".join(found) or None
     if f.kind is bool:
         return None if isinstance(value, bool) else f"{name} must be true or false, got {value!r}"
     if f.kind is str:
@@ -138,8 +150,9 @@ def field_errors(obj: Any, namer: Namer = flag_name) -> list[str]:
         value = getattr(obj, f.name)
         name = namer(f.name)
         if f.length is not None:
-            if not isinstance(value, (tuple, list)) or len(value) != f.length:
-                out.append(f"{name} needs exactly {f.length} values, got {value!r}")
+            if not isinstance(value, (tuple, list)) or (f.length and len(value) != f.length):
+                out.append(f"{name} needs exactly {f.length} values, got {value!r}" if f.length
+                           else f"{name} must be a list, got {value!r}")
                 continue
             errs = [_scalar_error(f, v, f"{name}[{i}]") for i, v in enumerate(value)]
         else:
@@ -166,24 +179,52 @@ def _coerce(f: Field, value: Any) -> Any:
     return tuple(one(v) for v in value) if isinstance(value, list) else one(value)
 
 
+def _built(cls: type, values: Any, namer: Namer) -> tuple[Any, list[str]]:
+    """An instance of ``cls`` from ``values`` (nested sections built alike) before its checks,
+    or the unknown keys and misshapen sections found."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        return None, [f"{namer(k)}: unknown setting (known: {', '.join(known)})" for k in unknown]
+    kwargs, found = {}, []
+    for key, value in values.items():
+        f = known[key]
+        if not _nested(f.kind):
+            kwargs[key] = _coerce(f, value)
+        elif not isinstance(value, Mapping if f.length is None else (list, tuple)):
+            found.append(f"{namer(key)} must be a {'mapping' if f.length is None else 'list'}, got {value!r}")
+        elif f.length is None:
+            kwargs[key], problems = _built(f.kind, value, lambda k, n=namer(key): f"{n}.{k}")
+            found += problems
+        elif not all(isinstance(v, Mapping) for v in value):
+            found.append(f"{namer(key)} must be a list of mappings, got {value!r}")
+        else:
+            items = [_built(f.kind, v, lambda k, n=f"{namer(key)}[{i}]": f"{n}.{k}") for i, v in enumerate(value)]
+            kwargs[key] = tuple(item for item, _ in items)
+            found += [p for _, problems in items for p in problems]
+    return (None, found) if found else (cls(**kwargs), [])
+
+
 def from_mapping(cls: type, values: Mapping[str, Any], namer: Namer = flag_name) -> tuple[Any, list[str]]:
     """An instance of ``cls`` from ``values`` over the defaults, and every error found.
 
     Unknown keys are errors; lists become tuples. The instance is ``None`` when there are errors.
     """
-    known = {f.name: f for f in fields(cls)}
-    unknown = [k for k in values if k not in known]
-    if unknown:
-        return None, [f"{namer(k)}: unknown setting (known: {', '.join(known)})" for k in unknown]
-    kwargs = {k: _coerce(known[k], v) for k, v in values.items()}
-    obj = cls(**kwargs)
-    found = errors(obj, namer)
+    obj, found = _built(cls, values, namer)
+    if not found:
+        found = errors(obj, namer)
     return (None if found else obj), found
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return as_dict(value) if dataclasses.is_dataclass(value) else value
+
+
 def as_dict(obj: Any) -> dict[str, Any]:
-    """JSON-ready values (tuples as lists)."""
-    return {f.name: list(v) if isinstance(v := getattr(obj, f.name), tuple) else v for f in fields(type(obj))}
+    """JSON-ready values (tuples as lists, nested sections as mappings)."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in fields(type(obj))}
 
 
 def held(obj: Any) -> dict[str, Any]:
@@ -198,6 +239,8 @@ def _json_type(kind: type) -> str:
 
 def _scalar_schema(f: Field) -> dict[str, Any]:
     r = f.rule
+    if _nested(f.kind):
+        return schema(f.kind, f.rule.help)
     out: dict[str, Any] = {"type": _json_type(f.kind)}
     for key, value in (("minimum", r.minimum), ("exclusiveMinimum", r.exclusive_minimum),
                        ("maximum", r.maximum), ("exclusiveMaximum", r.exclusive_maximum)):
@@ -215,11 +258,13 @@ def schema(cls: type, description: str) -> dict[str, Any]:
     props: dict[str, Any] = {}
     for f in fields(cls):
         if f.length is not None:
-            prop = {"type": "array", "items": _scalar_schema(f), "minItems": f.length, "maxItems": f.length}
+            prop = {"type": "array", "items": _scalar_schema(f)}
+            if f.length:
+                prop.update(minItems=f.length, maxItems=f.length)
         else:
             prop = _scalar_schema(f)
         prop["description"] = f.rule.help
-        prop["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
+        prop["default"] = _plain(f.default)
         props[f.name] = prop
     return {"type": "object", "description": description, "properties": props, "additionalProperties": False}
 
@@ -228,6 +273,8 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
     """One flag per setting of ``cls``; unset flags are absent from the parsed namespace, so a
     spec file's values are only replaced by the flags actually given."""
     for f in fields(cls):
+        if _nested(f.kind):
+            continue  # nested sections are config keys only
         default = list(f.default) if isinstance(f.default, tuple) else f.default
         checked = _constraint_text(f, " | ")
         help_text = f"{f.rule.help} ({checked + '; ' if checked else ''}default {default!r})"
@@ -254,9 +301,11 @@ def _constraint_text(f: Field, bar: str = " \\| ") -> str:
     if r.choices:
         parts.append(bar.join(r.choices))
     if r.pattern:
-        parts.append(f"matches `{r.pattern}`")
+        parts.append(f"matches `{r.pattern.replace('|', bar.strip())}`")
     if f.length:
         parts.insert(0, f"{f.length} values")
+    elif f.length == 0:
+        parts.insert(0, "list")
     return ", ".join(parts)
 
 
@@ -265,12 +314,19 @@ def markdown_rows(cls: type, section: str, flags: bool = True) -> list[str]:
     constraint, meaning (``flags=False``: settings that are config keys only)."""
     rows = []
     for f in fields(cls):
+        if _nested(f.kind):
+            key = f"{section}.{f.name}" + ("[]" if f.length is not None else "")
+            kind = "list" if f.length is not None else "mapping"
+            rows.append(f"| `{section}.{f.name}` | — | {kind} | `{json.dumps(_plain(f.default))}` | — | "
+                        f"{f.rule.help.replace('|', chr(92) + '|')} |")
+            rows += markdown_rows(f.kind, key, flags=False)
+            continue
         default = list(f.default) if isinstance(f.default, tuple) else f.default
         flag = f"`{f.flag}`" if flags else "—"
         resumable = " (may change when a run resumes)" if f.rule.resumable else ""
         rows.append(
             f"| `{section}.{f.name}` | {flag} | {f.kind.__name__} | `{json.dumps(default)}` | "
-            f"{_constraint_text(f)} | {f.rule.help}{resumable} |"
+            f"{_constraint_text(f)} | {f.rule.help.replace('|', chr(92) + '|')}{resumable} |"
         )
     return rows
 

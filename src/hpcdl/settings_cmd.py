@@ -1,7 +1,7 @@
 """``hpcdl settings``: the generated forms of the declared settings (:mod:`hpcdl.settings`).
 
 ``--schema`` prints ``workflow/schemas/settings.schema.yaml`` (the ``train:`` section, its
-placement keys and one section per workload); ``--markdown`` prints the tables of
+placement keys, one section per workload and the data sections each workload declares); ``--markdown`` prints the tables of
 ``config/README.md``. Tests hold both committed files to this output.
 """
 
@@ -37,11 +37,23 @@ def schema() -> dict[str, Any]:
     }
     for name, entry in sorted(workloads.REGISTRY.items()):
         defs[name] = settings.schema(entry.params, f"parameters of the {name} workload")
+    for section, (name, cls) in data_sections().items():
+        defs[section] = settings.schema(cls, f"{_summary(cls)} (data of the {name} workload)")
     defs["sweep"] = sweep_schema()
     defs["experiments"] = experiments_schema()
     defs["preflight"] = preflight_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "description": "training settings, generated from their typed declarations", "$defs": defs}
+
+
+def data_sections() -> dict[str, tuple[str, type]]:
+    """Every data section the registered workloads declare: section -> (workload, settings class)."""
+    return {section: (name, cls) for name, entry in sorted(workloads.REGISTRY.items())
+            for section, cls in entry.data.sections.items()}
+
+
+def _summary(cls: type) -> str:
+    return (cls.__doc__ or cls.__name__).strip().splitlines()[0].rstrip(".")
 
 
 class _NoAliases(yaml.SafeDumper):
@@ -108,6 +120,9 @@ def markdown() -> str:
     for name, entry in sorted(workloads.REGISTRY.items()):
         rows += ["", f"Parameters of the `{name}` workload (the `{name}:` section):", ""]
         rows += settings.MARKDOWN_HEADER + settings.markdown_rows(entry.params, name)
+    for section, (name, cls) in data_sections().items():
+        rows += ["", f"Data of the `{name}` workload, the `{section}:` section: {_summary(cls)}.", ""]
+        rows += settings.MARKDOWN_HEADER + settings.markdown_rows(cls, section, flags=False)
     rows += ["", "The `sweep:` section (`snakemake sweep`; examples in `config/sweeps/`):", ""]
     rows += settings.MARKDOWN_HEADER + settings.markdown_rows(SweepSettings, "sweep", flags=False)
     rows += [f"| `sweep.{key}` | — | {kind} | `{default}` | — | {text.replace('|', chr(92) + '|')} |" for key, kind, default, text in (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcdl.tfrecord_io import encode_example, write_records
+from hpcdl.data.tfrecord import encode_example, write_records
 
 
 def make_inputs(directory: Path, count: int, side: int = 8, seed: int = 0,

@@ -4,6 +4,8 @@ import shlex
 
 from snakemake.utils import min_version, validate
 
+from hpcdl import workloads
+from hpcdl.data import stages as data_stages
 from hpcdl.experiments import runs as experiments
 from hpcdl.launch import job_resources, stage_prefix, validate_execution
 from hpcdl.preflight import workflow_flags as preflight_flags
@@ -18,86 +20,55 @@ validate(config, schema="../schemas/config.schema.yaml")
 RESULTS = config["results"]
 # The run this config trains by default (train.run_name).
 RUN = config["train"]["run_name"]
-WORKLOAD = config["workload"]
-SOURCE = config["dataset"]["source"]
-# The image dataset of the classify workload (hpcdl.arrays registers the names).
-IMAGES = config.get("images", {}).get("dataset", "fashion-mnist")
-# The data of the segment workload (rules/segment.smk): cells | download | folder.
-SEGMENT_SOURCE = config.get("segment_data", {}).get("source", "cells")
-SPLITS = ["train", "validation"]
-# stage_compressed stages from the gzip TFRecord re-pack instead of the .npy pairs.
-TRAIN_FORMAT = "gzip" if config["train"].get("stage_compressed") else "npy"
 
 
 wildcard_constraints:
-    source="synth|download",
-    dataset="fashion-mnist|mnist|cifar10|csv",
-    fmt="npy|gzip",
-    split="train|validation",
     run="[A-Za-z0-9_.-]+",
 
 
-def data_dir(source=SOURCE):
-    """Directory holding the workload's dataset: CosmoFlow's raw train/ and validation/ with
-    their conversions, or an image dataset's fetched files and arrays."""
-    if WORKLOAD == "segment":
-        return f"{RESULTS}/data/segment/{SEGMENT_SOURCE}"
-    return f"{RESULTS}/data/{WORKLOAD}/{IMAGES if WORKLOAD == 'classify' else source}"
+def checked_data():
+    """The configured workload's data plan (its registry entry's declaration), checked now: a
+    bad data setting stops the workflow before any job runs."""
+    name = config["workload"]
+    try:
+        return data_stages.plan(workloads.entry(name).data, name, config)
+    except workloads.UnknownWorkload as err:
+        raise WorkflowError(f"invalid workload in the config: {err.args[0]}")
+    except data_stages.DataSettingsError as err:
+        raise WorkflowError(f"invalid data settings in the config:\n{err}")
 
 
-def arrays_dir(dataset=IMAGES):
-    """Directory of an image dataset's arrays (train/, validation/, test/, manifest.json)."""
-    return f"{RESULTS}/data/classify/{dataset}/arrays"
+DATA = checked_data()
 
 
-def segment_arrays_dir():
-    """Directory of the segment workload's arrays: hpcdl cells' output, or hpcdl masks'."""
-    return data_dir() if SEGMENT_SOURCE == "cells" else f"{data_dir()}/arrays"
-
-
-def converted_dir(fmt="npy", source=SOURCE):
-    """Directory of the converted dataset in format ``fmt`` (one sub-directory per split)."""
-    return f"{data_dir(source)}/{fmt}"
+def data_dir():
+    """Directory of the configured workload's data: <results>/data/<workload>/<source>."""
+    return DATA.dir
 
 
 def training_inputs():
-    """What a training run reads: the arrays' manifest, the file lists, or the re-pack it
-    stages from."""
-    if WORKLOAD == "classify":
-        return [f"{arrays_dir()}/manifest.json"]
-    if WORKLOAD == "segment":
-        return [f"{segment_arrays_dir()}/manifest.json"]
-    if TRAIN_FORMAT == "gzip":
-        return expand(
-            "{dir}/{split}/convert.json", dir=converted_dir("gzip"), split=SPLITS
-        )
-    return expand(
-        "{dir}/{split}/files_{kind}.lst",
-        dir=converted_dir(),
-        split=SPLITS,
-        kind=["data", "label"],
-    )
+    """The files a training waits for: the data's manifest, its lists, or its re-pack."""
+    return list(DATA.inputs)
 
 
-def training_data(wildcards, input):
-    """The directory ``hpcdl train --data-dir`` reads: the arrays' (the manifest's folder), or the
-    converted dataset's (above a split's folder)."""
-    first = input.data[0]
-    if WORKLOAD in ("classify", "segment"):
-        return os.path.dirname(first)
-    return os.path.dirname(os.path.dirname(first))
+def training_data(wildcards=None, input=None):
+    """The directory ``hpcdl train --data-dir`` reads."""
+    return DATA.data_dir
 
 
-# Array jobs the conversion of each split is first spread over (0: none).
-CONVERT_ELEMENTS = config["convert"].get("elements", 0)
+def get_stage_args(stage):
+    """Input function: a data stage's arguments for one job, as the JSON of ``hpcdl <command> --json``."""
+    return lambda wildcards: json.dumps(stage.args(dict(wildcards.items())))
 
 
-def convert_elements(wildcards):
-    """Input function: the done-markers of a split's convert_element jobs."""
-    return [
-        f"{RESULTS}/data/cosmoflow/{wildcards.source}/{wildcards.fmt}/{wildcards.split}_elements/e{e}.json"
-        for e in range(CONVERT_ELEMENTS)
-    ]
+def get_stage_launch(stage):
+    """Launch prefix of a data stage: its ranks under the execution's launcher, or none."""
+    return launch(stage.tasks, stage.nodes) if stage.launched else ""
+
+
+def get_stage_resources(stage):
+    """Scheduler resources of a data stage run under the launcher (others take the defaults)."""
+    return resources_of(stage.tasks, stage.nodes) if stage.launched else {}
 
 
 # Stop on a launch setting that cannot work (unknown runtime, bad image, missing partition or
@@ -231,61 +202,6 @@ def run_settings(wildcards):
     return json.dumps(spec, sort_keys=True)
 
 
-def image_download(dataset, file):
-    """The images.downloads entry of ``file`` of ``dataset`` (url, sha256, size)."""
-    for entry in config["images"]["downloads"].get(dataset, []):
-        if os.path.basename(entry["url"]) == file:
-            return entry
-    raise WorkflowError(f"images.downloads.{dataset} lists no URL ending in {file}")
-
-
-def download_checks(entry):
-    """``--sha256``/``--size`` flags of the checks an images.downloads entry pins."""
-    return " ".join(
-        f"--{key} {entry[key]}" for key in ("sha256", "size") if entry.get(key)
-    )
-
-
-def image_sources(wildcards):
-    """The files ``hpcdl arrays`` reads for ``wildcards.dataset``."""
-    images = config["images"]
-    if wildcards.dataset == "fashion-mnist":
-        folder = images["fashion_mnist_dir"]
-        return (
-            [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
-            if os.path.isdir(folder)
-            else [folder]
-        )
-    if wildcards.dataset == "csv":
-        return [p for p in (images["csv"]["train"], images["csv"].get("test", "")) if p]
-    return [
-        f"{RESULTS}/data/classify/{wildcards.dataset}/raw/{os.path.basename(e['url'])}"
-        for e in images["downloads"].get(wildcards.dataset, [])
-    ]
-
-
-def image_source_arg(wildcards, input):
-    """The INPUT argument of ``hpcdl arrays``: the IDX folder, the tarball or the training CSV."""
-    if wildcards.dataset in ("fashion-mnist", "mnist"):
-        return os.path.dirname(input.sources[0])
-    return input.sources[0]
-
-
-def image_options(wildcards, input):
-    """``hpcdl arrays`` flags from the images: section."""
-    images = config["images"]
-    flags = [
-        f"--{key.replace('_', '-')} {images[key]}"
-        for key in (
-            "validation_fraction",
-            "split_seed",
-            "train_samples",
-            "test_samples",
-        )
-    ]
-    if wildcards.dataset == "csv" and len(input.sources) > 1:
-        flags.append(f"--test {input.sources[1]}")
-    return " ".join(flags)
 
 
 def checked_sweep():
@@ -358,60 +274,6 @@ def one_rank_resources(gpus=False):
     if "gres" in resources:
         resources["gres"] = "gpu:1"
     return resources
-
-
-# The segment workload's data options (rules/segment.smk).
-def segment_data():
-    """The segment_data: section (empty when the config has none)."""
-    return config.get("segment_data", {})
-
-
-if (
-    WORKLOAD == "segment"
-    and SEGMENT_SOURCE == "download"
-    and not segment_data().get("download", {}).get("url")
-):
-    raise WorkflowError(
-        "invalid segment_data: section in the config:\nsegment_data.download.url:"
-        " segment_data.source download needs the archive's url (and its sha256 and size)"
-    )
-
-
-def cells_options(wildcards):
-    """``hpcdl cells`` flags from segment_data.cells."""
-    cells = segment_data().get("cells", {})
-    flags = [
-        f"--{key} {cells[key]}"
-        for key in ("size", "train", "validation", "test", "seed")
-        if key in cells
-    ]
-    return " ".join(flags + (["--nuclei"] if cells.get("nuclei") else []))
-
-
-def masks_source(wildcards):
-    """The folder ``hpcdl masks`` reads: the extracted archive, or the configured folder."""
-    if wildcards.origin == "download":
-        return f"{RESULTS}/data/segment/download/raw"
-    return segment_data().get("folder", "")
-
-
-def masks_inputs(wildcards):
-    """What ``hpcdl masks`` waits for: the download's done-marker, or the folder itself."""
-    if wildcards.origin == "download":
-        return [f"{masks_source(wildcards)}/manifest.json"]
-    return [masks_source(wildcards)]
-
-
-def masks_options(wildcards):
-    """``hpcdl masks`` flags from segment_data."""
-    data = segment_data()
-    flags = [f"--classes {','.join(data.get('classes', ['background', 'foreground']))}"]
-    flags += [
-        f"--{key.replace('_', '-')} {data[key]}"
-        for key in ("validation_fraction", "split_seed")
-        if key in data
-    ]
-    return " ".join(flags)
 
 
 def refresh_index():

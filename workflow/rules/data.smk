@@ -1,34 +1,26 @@
-rule synth:
-    output:
-        manifest=f"{RESULTS}/data/cosmoflow/synth/manifest.json",
-    log:
-        f"{RESULTS}/logs/synth.log",
-    conda:
-        "../envs/hpcdl.yaml"
-    threads: config["synth"]["workers"]
-    params:
-        out=lambda wc, output: os.path.dirname(output.manifest),
-        cfg=config["synth"],
-    shell:
-        "hpcdl synth {params.out} --crop-size {params.cfg[crop_size]}"
-        " --train {params.cfg[train]} --validation {params.cfg[validation]}"
-        " --seed {params.cfg[seed]} --workers {threads} > {log} 2>&1"
+# The configured workload's data: one rule per preparation stage its registry entry declares
+# (hpcdl.data.stages), named like the stage, running `hpcdl <command> --json ARGS`.
+for stage in DATA.stages:
 
-
-rule download:
-    output:
-        manifest=f"{RESULTS}/data/cosmoflow/download/manifest.json",
-    log:
-        f"{RESULTS}/logs/download.log",
-    conda:
-        "../envs/hpcdl.yaml"
-    params:
-        out=lambda wc, output: os.path.dirname(output.manifest),
-        url=config.get("download", {}).get("url", ""),
-        checks=lambda wc: " ".join(
-            f"--{key} {value}"
-            for key, value in config.get("download", {}).items()
-            if key in ("sha256", "size") and value
-        ),
-    shell:
-        "hpcdl download {params.url:q} {params.out} {params.checks} > {log} 2>&1"
+    rule:
+        name:
+            stage.name
+        input:
+            *stage.inputs,
+        output:
+            **stage.outputs,
+        log:
+            stage.log(f"{RESULTS}/logs"),
+        wildcard_constraints:
+            **stage.wildcards,
+        conda:
+            "../envs/hpcdl.yaml"
+        threads: stage.threads
+        resources:
+            **get_stage_resources(stage),
+        params:
+            launch=get_stage_launch(stage),
+            command=stage.command,
+            args=get_stage_args(stage),
+        shell:
+            "{params.launch} hpcdl {params.command:q} --json {params.args:q} > {log:q} 2>&1"

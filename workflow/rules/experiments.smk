@@ -50,7 +50,7 @@ rule experiment:
     params:
         arms=get_experiment_arms,
         title=lambda wc: EXPERIMENTS[wc.name].title,
-        workload=WORKLOAD,
+        workload=config["workload"],
         out=lambda wc, output: os.path.dirname(output.index),
     shell:
         "hpcdl experiment-report --name {wildcards.name:q} --title {params.title:q}"

@@ -1,19 +1,25 @@
 """The workload registry: name -> workload, as the MLCommons reference looks models up by name.
 
-Each entry names the workload's parameter class (torch-free, so the workflow can check settings
-while it is parsed without importing torch) and the module of its
-:class:`~hpcdl.workloads.base.Workload` subclass, imported only when a training needs it.
-Adding a workload is one package here plus its entry in :data:`REGISTRY` (CONTRIBUTING.md).
+Each entry names the workload's parameter class and its data declaration (torch-free, so the
+workflow can check settings and plan the data while it is parsed without importing torch) and the
+module of its :class:`~hpcdl.workloads.base.Workload` subclass, imported only when a training
+needs it. Adding a workload is one package here plus its entry in :data:`REGISTRY`, or a package
+of its own registering its entry under the ``hpcdl.workloads`` entry-point group (CONTRIBUTING.md).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
+from hpcdl.data.stages import DataDecl
+from hpcdl.workloads.classify import prepare as classify_data
 from hpcdl.workloads.classify.params import ClassifyParams
+from hpcdl.workloads.cosmoflow import prepare as cosmoflow_data
 from hpcdl.workloads.cosmoflow.params import CosmoFlowParams
+from hpcdl.workloads.segment import prepare as segment_data
 from hpcdl.workloads.segment.params import SegmentParams
 
 if TYPE_CHECKING:
@@ -48,16 +54,32 @@ class Target:
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered workload: its parameters and the module defining ``WORKLOAD``."""
+    """A registered workload: its parameters, the module defining ``WORKLOAD``, and its data."""
 
     params: type
     module: str
+    data: DataDecl
+
+
+# Installed packages add workloads as entry points: ``name = "package.module:ENTRY"``.
+PLUGIN_GROUP = "hpcdl.workloads"
+
+
+def _plugins() -> dict[str, Entry]:
+    found = {}
+    for point in entry_points(group=PLUGIN_GROUP):
+        entry = point.load()
+        if not isinstance(entry, Entry):
+            raise TypeError(f"entry point {point.name} = {point.value} ({PLUGIN_GROUP}) is not an hpcdl.workloads.Entry")
+        found[point.name] = entry
+    return found
 
 
 REGISTRY: dict[str, Entry] = {
-    "cosmoflow": Entry(CosmoFlowParams, "hpcdl.workloads.cosmoflow.workload"),
-    "classify": Entry(ClassifyParams, "hpcdl.workloads.classify.workload"),
-    "segment": Entry(SegmentParams, "hpcdl.workloads.segment.workload"),
+    "cosmoflow": Entry(CosmoFlowParams, "hpcdl.workloads.cosmoflow.workload", cosmoflow_data.DATA),
+    "classify": Entry(ClassifyParams, "hpcdl.workloads.classify.workload", classify_data.DATA),
+    "segment": Entry(SegmentParams, "hpcdl.workloads.segment.workload", segment_data.DATA),
+    **_plugins(),
 }
 DEFAULT = "cosmoflow"
 

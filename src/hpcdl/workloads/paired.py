@@ -1,5 +1,5 @@
 """Workloads whose splits are one pair of uint8 images and their targets in memory, beside the
-dataset's ``manifest.json`` (:func:`hpcdl.arrays.read_manifest`): image classification (labels)
+dataset's ``manifest.json`` (:func:`hpcdl.data.arrays.read_manifest`): image classification (labels)
 and segmentation (masks). One split is one :class:`~hpcdl.train.data.TensorSplit`; the checks
 read only the arrays' headers and, for the targets, their values (labels and masks are small)."""
 
@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from hpcdl import arrays
-from hpcdl.arrays.splits import IMAGES
+from hpcdl.data import arrays
+from hpcdl.data.arrays.splits import IMAGES
 from hpcdl.train.data import TensorSplit
 from hpcdl.workloads import DataError, npy
 from hpcdl.workloads.base import Workload

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpcdl.arrays.splits import LABELS
+from hpcdl.data.arrays.splits import LABELS
 from hpcdl.workloads import Target, npy
 from hpcdl.workloads.base import BatchRandom, Metric, Tally
 from hpcdl.workloads.classify import augment, model

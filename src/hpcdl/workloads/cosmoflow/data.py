@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hpcdl import tfrecord_io
+from hpcdl.data import tfrecord
 from hpcdl.atomic import atomic_open
-from hpcdl.lists import KINDS, write_lists
+from hpcdl.data.lists import KINDS, write_lists
 from hpcdl.workloads import npy
 from hpcdl.workloads.base import DataError
 
@@ -127,8 +127,8 @@ def stage(source: Path, target: Path, local_rank: int, local_world: int, compres
 
 def _inflate(path: Path, dst: Path) -> None:
     stem = path.name.split(".tfrecord")[0]
-    for i, payload in enumerate(tfrecord_io.iter_records(tfrecord_io.read_file_bytes(path))):
-        sample = tfrecord_io.decode_cosmo_example(tfrecord_io.parse_example(payload))
+    for i, payload in enumerate(tfrecord.iter_records(tfrecord.read_file_bytes(path))):
+        sample = tfrecord.decode_cosmo_example(tfrecord.parse_example(payload))
         for suffix, array in (("data", sample.x), ("label", sample.y)):
             with atomic_open(dst / f"{stem}_{i:03d}_{suffix}.npy") as fout:
                 np.save(fout, np.ascontiguousarray(array))

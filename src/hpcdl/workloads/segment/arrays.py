@@ -2,7 +2,7 @@
 the workload that reads them; numpy only, so the writers never import torch.
 
 Each split is ``OUT/<split>/images.npy`` (uint8 N, 1, H, W) and ``masks.npy`` (uint8 N, H, W,
-one class id per pixel), beside ``OUT/manifest.json`` in the layout :func:`hpcdl.arrays.read_manifest`
+one class id per pixel), beside ``OUT/manifest.json`` in the layout :func:`hpcdl.data.arrays.read_manifest`
 checks (classes, shape, NCHW, per-split samples), with the SHA-256 of every array and each
 split's pixel count per class. :func:`write` builds everything in a temporary sibling of OUT,
 the manifest last, and renames it into place: a failed run leaves an earlier OUT as it was.
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcdl.arrays.splits import IMAGES, write_arrays
+from hpcdl.data.arrays.splits import IMAGES, write_arrays
 
 MASKS = "masks.npy"
 SPLITS = ("train", "validation", "test")

@@ -23,7 +23,7 @@ ranks, if any), side by side with the other elements; it cleans nothing up. The 
 run after the elements skips every input they converted, cleans up and writes the summary, so each
 file is converted exactly once.
 
-Restarts and reruns (see :mod:`hpcdl.convert_record`): rank 0 holds ``OUT/.convert.lock`` for the
+Restarts and reruns (see :mod:`hpcdl.data.convert_record`): rank 0 holds ``OUT/.convert.lock`` for the
 whole conversion, so a second conversion into ``OUT`` fails at once and touches nothing. Under the
 lock it removes the old ``--summary``, the ``.tmp-*`` files a killed run left, and the outputs of
 inputs no longer in ``IN``. Each output is written under a ``.tmp-*`` name and renamed; after an
@@ -49,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from hpcdl import tfrecord_io
+from hpcdl.data import tfrecord
 from hpcdl.atomic import atomic_open, make_dir, write_text
-from hpcdl.convert_record import (
+from hpcdl.data.convert_record import (
     Fingerprint,
     InputRecord,
     conversion_lock,
@@ -204,25 +204,25 @@ def npy_names(stem: str, records: int) -> list[tuple[str, str]]:
     return [(f"{stem}_{k}_data.npy", f"{stem}_{k}_label.npy") for k in range(records)]
 
 
-def _read_samples(source: Path) -> tuple[list[memoryview], list[tfrecord_io.CosmoSample]]:
+def _read_samples(source: Path) -> tuple[list[memoryview], list[tfrecord.CosmoSample]]:
     """Every payload of ``source`` and its decoded sample; raise ``TFRecordError`` on the first flaw."""
-    payloads = list(tfrecord_io.iter_records(tfrecord_io.read_file_bytes(source)))
+    payloads = list(tfrecord.iter_records(tfrecord.read_file_bytes(source)))
     if not payloads:
-        raise tfrecord_io.TFRecordError("holds no records")
+        raise tfrecord.TFRecordError("holds no records")
     samples = []
     for index, payload in enumerate(payloads):
         try:
-            samples.append(tfrecord_io.decode_cosmo_example(tfrecord_io.parse_example(payload)))
-        except tfrecord_io.TFRecordError as exc:
-            raise tfrecord_io.TFRecordError(f"record {index}: {exc}") from exc
+            samples.append(tfrecord.decode_cosmo_example(tfrecord.parse_example(payload)))
+        except tfrecord.TFRecordError as exc:
+            raise tfrecord.TFRecordError(f"record {index}: {exc}") from exc
     return payloads, samples
 
 
 def _write_outputs(source: Path, output_dir: Path, to: str, payloads: list[memoryview],
-                   samples: list[tfrecord_io.CosmoSample], written: dict[str, int]) -> None:
+                   samples: list[tfrecord.CosmoSample], written: dict[str, int]) -> None:
     """Write the outputs of one input, adding each finished one to ``written`` (name -> bytes)."""
     if to == "gzip":
-        tfrecord_io.write_records(output_dir / source.name, payloads, compress=True)
+        tfrecord.write_records(output_dir / source.name, payloads, compress=True)
         written[source.name] = (output_dir / source.name).stat().st_size
         return
     names = npy_names(source.name[: -len(SUFFIX)], len(samples))

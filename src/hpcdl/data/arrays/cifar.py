@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcdl.arrays.base import ArraysError, Loaded
+from hpcdl.data.arrays.base import ArraysError, Loaded
 
 TOP = "cifar-10-batches-py"
 SPLITS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hpcdl.arrays.splits import sha256
-from hpcdl.download import terminate
+from hpcdl.data.arrays.splits import sha256
+from hpcdl.data.download import terminate
 from hpcdl.workloads.segment import arrays
 
 SUFFIXES = (".png", ".tif", ".tiff")

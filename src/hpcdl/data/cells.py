@@ -144,7 +144,7 @@ def generate(out: Path, config: CellsConfig) -> dict[str, object]:
     start = time.perf_counter()
     splits = {split: split_arrays(config, split, count) for split, count in counts.items() if count}
     classes = NUCLEI_CLASSES if config.nuclei else CLASSES
-    manifest = arrays.write(out, classes, splits, {"dataset": "cells", "generator": "hpcdl.cells",
+    manifest = arrays.write(out, classes, splits, {"dataset": "cells", "generator": "hpcdl.data.cells",
                                                    "seed": config.seed, "size": config.size})
     manifest["seconds"] = time.perf_counter() - start
     return manifest

@@ -38,7 +38,7 @@ import numpy as np
 from isal import igzip
 
 from hpcdl.atomic import make_dir, write_bytes, write_text
-from hpcdl.tfrecord_io import encode_example, frame_record
+from hpcdl.data.tfrecord import encode_example, frame_record
 
 SPLITS = ("train", "validation")
 PARAMETERS = ("Omega_m", "sigma_8", "n_s", "H_0")
@@ -155,7 +155,7 @@ def synthesize(out: Path, config: SynthConfig) -> dict[str, object]:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             records = pool.map(_write, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
     manifest: dict[str, object] = {
-        "generator": "hpcdl.synth",
+        "generator": "hpcdl.data.synth",
         "format": "tfrecord-gzip, one tf.train.Example per file: x = int16 (n,n,n,4) raw bytes, y = 4 float32",
         "parameters": list(PARAMETERS),
         "crop_size": config.crop_size,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcdl.arrays.base import ArraysError, Loaded
+from hpcdl.data.arrays.base import ArraysError, Loaded
 
 SIDE = 28
 HEADER = ["label", *(f"pixel{i}" for i in range(SIDE * SIDE))]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpcdl import tfrecord_io
-from hpcdl.tfrecord_io import (
+from hpcdl.data import tfrecord
+from hpcdl.data.tfrecord import (
     TFRecordError,
     decode_cosmo_example,
     encode_example,
@@ -60,7 +60,7 @@ def test_write_records_read_by_tensorflow(tmp_path: Path, compress: bool) -> Non
     payloads = [encode_example({"x": x.tobytes(), "y": y}) for x, y in _truth("cosmo_000004_000")]
     path = tmp_path / "out.tfrecord"
     write_records(path, payloads, compress=compress)
-    assert path.read_bytes().startswith(tfrecord_io.GZIP_MAGIC) == compress
+    assert path.read_bytes().startswith(tfrecord.GZIP_MAGIC) == compress
     dataset = tf.data.TFRecordDataset(str(path), compression_type="GZIP" if compress else "")
     assert [r.numpy() for r in dataset] == payloads
     assert not [p for p in tmp_path.iterdir() if p.name != "out.tfrecord"]
@@ -71,12 +71,12 @@ def test_uncompressed_file_whose_length_looks_like_gzip(tmp_path: Path) -> None:
     payload = bytes(range(256)) * (0x8B1F // 256) + b"\7" * (0x8B1F % 256)
     path = tmp_path / "plain.tfrecord"
     write_records(path, [payload], compress=False)
-    assert path.read_bytes()[:2] == tfrecord_io.GZIP_MAGIC
+    assert path.read_bytes()[:2] == tfrecord.GZIP_MAGIC
     assert [bytes(r) for r in iter_records(read_file_bytes(path))] == [payload]
 
 
 def _framed(payload: bytes) -> bytearray:
-    return bytearray(b"".join(bytes(p) for p in tfrecord_io.frame_record(payload)))
+    return bytearray(b"".join(bytes(p) for p in tfrecord.frame_record(payload)))
 
 
 @pytest.mark.parametrize(

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcdl.arrays import cifar, idx, kaggle_csv
-from hpcdl.arrays.base import ArraysError, Loaded
-from hpcdl.arrays.splits import MANIFEST, SplitConfig, carve, check_labels, write
-from hpcdl.download import terminate
+from hpcdl.data.arrays import cifar, idx, kaggle_csv
+from hpcdl.data.arrays.base import ArraysError, Loaded
+from hpcdl.data.arrays.splits import MANIFEST, SplitConfig, carve, check_labels, write
+from hpcdl.data.download import terminate
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DIGITS = [str(d) for d in range(10)]

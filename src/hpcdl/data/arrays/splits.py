@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hpcdl.arrays.base import ArraysError, Loaded
+from hpcdl.data.arrays.base import ArraysError, Loaded
 from hpcdl.atomic import TMP_PREFIX, write_text
 
 MANIFEST = "manifest.json"

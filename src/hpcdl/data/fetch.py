@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from hpcdl.download import DownloadConfig, DownloadError, fetch_checked, locked, terminate
+from hpcdl.data.download import DownloadConfig, DownloadError, fetch_checked, locked, terminate
 
 
 def fetch(path: Path, config: DownloadConfig) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpcdl.arrays.base import ArraysError, Loaded
+from hpcdl.data.arrays.base import ArraysError, Loaded
 
 UBYTE = 0x08
 FILES = {  # split -> (images, labels), the official names without .gz
