@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import BIN, run_tool, tool_env
+from conftest import BIN, REPO, run_tool, tool_env
 from helpers.browser import PAGE_HARNESS, harness_result
 from helpers.fashion import fashion_subset
-from hpcdl.sweep import execute, plan, results
+from hpcdl.sweep import execute, plan, report, results
 from hpcdl.sweep.results import Trial
 from hpcdl.sweep.run import _Share, close_rung
 from hpcdl.sweep.space import SweepError, build, rung_epochs, rung_sizes
@@ -86,6 +87,30 @@ def test_grid_and_random_points() -> None:
     assert [p.values for p in other.points] != values
 
 
+def test_workflow_sweep_keeps_the_config_train_section(tmp_path: Path) -> None:
+    """The definition the workflow writes (its config validated by the schema, which fills
+    defaults) keeps config/classify.yaml's train: values under sweep.train's, under the point's."""
+    overlay = {"results": str(tmp_path / "results"), "sweep": {
+        "name": "keep", "backend": "local", "tasks": 1, "space": {"dropout": [0.1, 0.2], "momentum": [0.5]},
+        "train": {"epochs": 1}}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(overlay))
+    plan = tmp_path / "results/sweeps/keep/sweep.json"
+    result = run_tool([str(BIN / "snakemake"), str(plan), "--cores", "1", "--configfile", "config/classify.yaml",
+                       str(tmp_path / "sweep.yaml")], cwd=REPO, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    sweep = build(json.loads(plan.read_text()))
+    config = yaml.safe_load((REPO / "config/classify.yaml").read_text())["train"]
+    for point in sweep.points:
+        train = sweep.spec(point).train
+        assert (train.weight_decay, train.shuffle, train.lr_scheduler_decays) == (
+            config["weight_decay"], True, tuple(config["lr_scheduler_decays"]))
+        assert (train.epochs, train.momentum) == (1, 0.5)  # sweep.train, then the point
+    best = report.best_files(sweep, finished(Task(sweep.points[1], 0, 1, True), Where(0, 0, 1, "s"), 0.5), tmp_path)
+    written = yaml.safe_load((tmp_path / "best/config.yaml").read_text())
+    assert written["train"]["weight_decay"] == config["weight_decay"] and written["train"]["shuffle"] is True
+    assert written["classify"]["dropout"] == 0.2 and best.params.dropout == 0.2
+
+
 # -- results file ----------------------------------------------------------------------------------
 def test_torn_last_line_is_cut_by_the_next_writer(tmp_path: Path) -> None:
     path = tmp_path / results.TRIALS
@@ -101,6 +126,10 @@ def test_torn_last_line_is_cut_by_the_next_writer(tmp_path: Path) -> None:
 def scoring(task: Task, where: Where) -> Trial:
     """A runner that scores a point by its values (more filters, smaller rate: better)."""
     value = task.point.values["filters"] / 100 - task.point.values["base_lr"] + task.epochs / 1000
+    return finished(task, where, value)
+
+
+def finished(task: Task, where: Where, value: float) -> Trial:
     return Trial(id=task.point.id, rung=task.rung, point=task.point.values, seed=0, epochs=task.epochs,
                  status="aborted", value=value, metric="accuracy", mode="max", final=value, test={}, history=[],
                  error=None, wall_s=0.0, started=time.time(), host="here", rank=where.rank, session=where.session)

@@ -31,9 +31,13 @@ def schema() -> dict[str, Any]:
     """The ``$defs`` the config and system schemas refer to."""
     train = settings.schema(TrainConfig, "engine settings of every training run (hpcdl train flags)")
     placement = settings.schema(Placement, "placement of the training job")
+    # Overrides carry no defaults: a validator that fills them in (Snakemake's does) would turn
+    # every unset override into the engine's default, hiding the train: section beneath.
+    overrides = {**train, "properties": {name: {k: v for k, v in prop.items() if k != "default"}
+                                         for name, prop in train["properties"].items()}}
     defs: dict[str, Any] = {
         "train": {**train, "properties": {**placement["properties"], **train["properties"]}},
-        "train_overrides": train,
+        "train_overrides": overrides,
     }
     for name, entry in sorted(workloads.REGISTRY.items()):
         defs[name] = settings.schema(entry.params, f"parameters of the {name} workload")
