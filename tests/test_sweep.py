@@ -27,6 +27,7 @@ import yaml
 from conftest import BIN, REPO, run_tool, tool_env
 from helpers.browser import PAGE_HARNESS, harness_result
 from helpers.fashion import fashion_subset
+from hpcdl import records
 from hpcdl.sweep import execute, plan, report, results
 from hpcdl.sweep.results import Trial
 from hpcdl.sweep.run import _Share, close_rung
@@ -130,7 +131,7 @@ def scoring(task: Task, where: Where) -> Trial:
 
 
 def finished(task: Task, where: Where, value: float) -> Trial:
-    return Trial(id=task.point.id, rung=task.rung, point=task.point.values, seed=0, epochs=task.epochs,
+    return Trial(id=task.point.id, run=f"r{task.point.index}", rung=task.rung, point=task.point.values, seed=0, epochs=task.epochs,
                  status="aborted", value=value, metric="accuracy", mode="max", final=value, test={}, history=[],
                  error=None, wall_s=0.0, started=time.time(), host="here", rank=where.rank, session=where.session)
 
@@ -141,11 +142,11 @@ def test_array_elements_and_rungs_run_every_task_once(tmp_path: Path, capsys: py
     assert (rung_sizes(sweep), rung_epochs(sweep)) == ([15, 5, 2], [1, 3, 9])
     for rung, elements in ((0, 4), (1, 2), (2, 3)):  # more elements than points in the last rung
         if rung:
-            assert close_rung(sweep, tmp_path, rung - 1, tmp_path / f"rung{rung - 1}.json") == 0
+            assert close_rung(sweep, tmp_path, tmp_path / "runs", rung - 1, tmp_path / f"rung{rung - 1}.json") == 0
         with pytest.raises(plan.IncompleteRung):
             plan.rung_tasks(sweep, results.read(tmp_path), rung + 1)
         for g in range(elements):
-            share = _Share(sweep, tmp_path, rung, g, elements)
+            share = _Share(sweep, tmp_path, tmp_path / "runs", rung, g, elements)
             execute.run_serial(share, scoring, Where(g, 0, 1, f"s{rung}{g}"))
     done = results.read(tmp_path)
     lines = (tmp_path / results.TRIALS).read_text().splitlines()
@@ -156,7 +157,7 @@ def test_array_elements_and_rungs_run_every_task_once(tmp_path: Path, capsys: py
     assert {pid for pid, rung in done if rung == 2} == {t.id for t in plan.ranked(
         [done[(pid, 1)] for pid in kept])[:2]}
     assert all(t.epochs == rung_epochs(sweep)[t.rung] for t in done.values())
-    rerun = execute.Dispatch(sweep, tmp_path)  # the whole sweep again: nothing left to hand out
+    rerun = execute.Dispatch(sweep, tmp_path, tmp_path / "runs")  # the whole sweep again: nothing left to hand out
     assert rerun.next() is None
 
 
@@ -180,7 +181,8 @@ def mpi_sweep(fashion: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     path = plan_file(root, definition({"filters": [4, 8], "batch_size": [32, 4096], "base_lr": [0.02, 0.1]},
                                       progress_every=0.5))
     result = run_tool(["mpirun", "-np", "3", str(BIN / "hpcdl"), "sweep", "--definition", str(path),
-                       "--data-dir", str(fashion), "--output-dir", str(root / "out")], timeout=600)
+                       "--data-dir", str(fashion), "--output-dir", str(root / "out"), "--runs-dir", str(root / "runs")],
+                      timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return root, result
 
@@ -200,7 +202,12 @@ def test_mpirun_three_ranks_each_point_once_failures_recorded(mpi_sweep) -> None
     assert all(len(r["history"]) == 1 and r["history"][0]["val_accuracy"] == r["value"] for r in good)
     assert all(r["seed"] == 0 and r["wall_s"] > 0 and r["host"] for r in lines)
     assert result.stdout.count("] p") == 8 and "progress: 8/8 done (100.0 %)" in result.stdout
-    assert (root / "out" / "trials").is_dir() and not list((root / "out" / "trials").glob("*/checkpoint.pt"))
+    # each trial an ordinary run under the runs directory, named after the sweep and its point
+    assert sorted(r["run"] for r in lines) == sorted(f"sweep-t{p.index}" for p in sweep.points)
+    for r in good:
+        summary = records.read_summary(root / "runs" / r["run"])
+        assert (summary.run_name, summary.best, summary.spec["train"]["batch_size"]) == (r["run"], r["value"], 32)
+    assert not list((root / "runs").glob("*/checkpoint.pt"))
 
 
 @pytest.mark.mpi
@@ -214,18 +221,21 @@ def test_report_page_and_best_point_trains(mpi_sweep, fashion: Path, tmp_path: P
     assert (summary["points"], summary["trials"], summary["failed"], summary["missing"]) == (8, 8, 4, [])
     lines = [json.loads(x) for x in (root / "out" / results.TRIALS).read_text().splitlines()]
     best = max((r for r in lines if r["value"] is not None), key=lambda r: r["value"])
-    assert summary["best"]["id"] == best["id"]
+    assert (summary["kind"], summary["name"], summary["workload"]) == ("sweep", "sweep", "classify")
+    assert summary["best"]["id"] == best["id"] and summary["best"]["run"] == best["run"]
+    assert sorted(summary["runs"]) == sorted(r["run"] for r in lines)
     busy = sum(r["wall_s"] for r in lines)
     assert summary["busy_s"] == pytest.approx(busy)
     assert 0 < summary["efficiency"] <= 1 and summary["speedup"] == pytest.approx(busy / summary["wall_s"])
     seen = harness_result(page, PAGE_HARNESS.format(page="index.html"), tmp_path / "chromium")
     assert {"Leaderboard", "Metric against each hyperparameter", "Parallel coordinates and heat map",
             "Time: cluster against a local run", "Failed trials"} <= set(seen["headings"])
-    trained = [r["id"] for r in lines if r["value"] is not None]
-    assert all(pid in seen["text"] for pid in trained)  # the leaderboard: the four points that trained
+    trained = [r["run"] for r in lines if r["value"] is not None]
+    assert all(run in seen["text"] for run in trained)  # the leaderboard: the four points that trained
     assert seen["images"] == 5 and seen["decoded"] == 5  # 3 keys, parallel coordinates, heat map
     assert "complete: every point has a result" in seen["text"] and "cannot fill one global batch" in seen["text"]
     spec = json.loads((page / "best" / "spec.json").read_text())
+    assert spec["train"]["run_name"] == "sweep-best"  # not the trial's run, which it would resume
     assert {k: spec["train"][k] for k in ("batch_size", "base_lr")} == {
         k: best["point"][k] for k in ("batch_size", "base_lr")} and spec["params"]["filters"] == best["point"]["filters"]
     trained = run_tool([str(BIN / "hpcdl"), "train", "--spec", str(page / "best" / "spec.json"), "--data-dir",

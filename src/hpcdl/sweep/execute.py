@@ -46,8 +46,8 @@ def new_session() -> str:
 class Dispatch:
     """The sweep's unfinished tasks, handed out rung by rung; see the module docstring."""
 
-    def __init__(self, sweep: Sweep, out_dir: Path, rungs: range | None = None) -> None:
-        self.sweep, self.out_dir = sweep, out_dir
+    def __init__(self, sweep: Sweep, out_dir: Path, runs_dir: Path, rungs: range | None = None) -> None:
+        self.sweep, self.out_dir, self.runs_dir = sweep, out_dir, runs_dir
         self.done = dict(results.read(out_dir))
         self.rungs = list(rungs if rungs is not None else range(sweep.options.rungs + 1))
         self.pending: collections.deque[Task] = collections.deque()  # taken from the left
@@ -62,7 +62,7 @@ class Dispatch:
             if self.running:
                 return True  # the rung's selection waits for its last results
             rung = self.rungs.pop(0)
-            tasks = plan.selected(self.sweep, self.done, self.out_dir, rung)
+            tasks = plan.selected(self.sweep, self.done, self.runs_dir, rung)
             self.pending = collections.deque(t for t in tasks if (t.point.id, t.rung) not in self.done)
         return bool(self.pending or self.running)
 

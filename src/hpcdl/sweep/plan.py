@@ -42,11 +42,11 @@ def rung_tasks(sweep: Sweep, done: Done, rung: int) -> list[Task]:
     return _tasks(sweep, done, rung)[0]
 
 
-def selected(sweep: Sweep, done: Done, out_dir: Path, rung: int) -> list[Task]:
+def selected(sweep: Sweep, done: Done, runs_dir: Path, rung: int) -> list[Task]:
     """:func:`rung_tasks` of ``rung``, dropping the checkpoints of the rung-before points it leaves."""
     tasks, before = _tasks(sweep, done, rung)
     kept = {t.point.id for t in tasks}
-    drop_checkpoints(out_dir, [t.point.id for t in before if t.point.id not in kept])
+    drop_checkpoints(runs_dir, [sweep.run_name(t.point) for t in before if t.point.id not in kept])
     return tasks
 
 

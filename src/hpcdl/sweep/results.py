@@ -34,6 +34,7 @@ class Trial:
     """One finished trial: the point, its run's outcome and where and how long it ran."""
 
     id: str
+    run: str  # the trial's run directory: <runs dir>/<run>
     rung: int
     point: dict[str, Any]
     seed: int

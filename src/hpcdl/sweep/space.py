@@ -37,7 +37,9 @@ MAX_LISTED = 10  # problems listed before "... and N more"
 class SweepSettings:
     """The scalar keys of the ``sweep:`` config section."""
 
-    name: str = settings.setting("sweep", "the sweep's name: results/sweeps/<name>/", pattern=records.NAME.pattern)
+    name: str = settings.setting("sweep", "the sweep's name: its results/sweeps/<name>/, its page"
+                                 " results/report/sweeps/<name>/ and its trials' runs results/runs/<name>-t<i>",
+                                 pattern=records.NAME.pattern)
     mode: str = settings.setting("grid", "grid: every combination of the space's lists; random: `samples` seeded"
                                  " draws", choices=("grid", "random"))
     samples: int = settings.setting(0, "points drawn in random mode (required there, unused in grid mode)",
@@ -70,6 +72,7 @@ class Point:
 
     id: str
     values: dict[str, Any]
+    index: int  # its place in the sweep's points: the trial's run name
 
     def label(self) -> str:
         return " ".join(f"{k}={v}" for k, v in self.values.items())
@@ -87,10 +90,15 @@ class Sweep:
     heatmap: tuple[str, str] | None = None
     points: list[Point] = field(default_factory=list, compare=False)
 
+    def run_name(self, point: Point) -> str:
+        """The name of ``point``'s run (``<results>/runs/<name>``): unique as long as sweep names are,
+        which one results directory ensures (one sweep per ``sweeps/<name>/``)."""
+        return f"{self.options.name}-t{point.index}"
+
     def spec(self, point: Point, epochs: int | None = None) -> specs.RunSpec:
         """The run settings of ``point`` (``epochs`` replaces train.epochs: a halving rung)."""
         train, params = split_values(self.workload, point.values)
-        train = {**self.train, **train, "run_name": f"trial_{point.id}"}
+        train = {**self.train, **train, "run_name": self.run_name(point)}
         if epochs is not None:
             train["epochs"] = epochs
         return specs.build(self.workload, train, {**self.params, **params})
@@ -201,7 +209,7 @@ def build(data: Mapping[str, Any]) -> Sweep:
     seen: dict[str, Point] = {}
     errors: dict[str, str] = {}
     for values in _values(space, options):
-        point = Point(point_id(values), values)
+        point = Point(point_id(values), values, len(seen))
         if point.id in seen:
             continue  # a random draw that repeats a point runs once
         seen[point.id] = point
