@@ -28,7 +28,7 @@ from conftest import BIN, REPO, run_tool, tool_env
 from helpers.browser import PAGE_HARNESS, harness_result
 from helpers.fashion import fashion_subset
 from hpcdl import records
-from hpcdl.sweep import execute, plan, report, results
+from hpcdl.sweep import execute, lock, plan, report, results
 from hpcdl.sweep.results import Trial
 from hpcdl.sweep.run import _Share, close_rung
 from hpcdl.sweep.space import SweepError, build, rung_epochs, rung_sizes
@@ -273,3 +273,34 @@ def test_kill_9_midway_then_rerun_loses_and_repeats_nothing(fashion: Path, tmp_p
     changed = run_tool([str(BIN / "hpcdl"), "sweep", "--definition", str(plan_file(tmp_path, definition(
         {"filters": [4, 16]}))), "--data-dir", str(fashion), "--output-dir", str(out)])
     assert changed.returncode == 2 and "holds the results of another definition" in changed.stderr
+
+
+def test_second_sweep_on_a_directory_stops_at_once(fashion: Path, tmp_path: Path) -> None:
+    path = plan_file(tmp_path, definition({"filters": [4, 8]}))
+    out = tmp_path / "out"
+    cmd = [str(BIN / "hpcdl"), "sweep", "--definition", str(path), "--data-dir", str(fashion),
+           "--output-dir", str(out), "--runs-dir", str(tmp_path / "runs"), "--workers", "1"]
+    started = time.monotonic()
+    procs = [subprocess.Popen(cmd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    ended: dict[int, float] = {}
+    while len(ended) < 2 and time.monotonic() - started < 600:
+        for i, proc in enumerate(procs):
+            if i not in ended and proc.poll() is not None:
+                ended[i] = time.monotonic() - started
+        time.sleep(0.05)
+    outputs = [proc.communicate() for proc in procs]
+    codes = sorted((proc.returncode, i) for i, proc in enumerate(procs))
+    (ran, winner), (refused, loser) = codes
+    assert (ran, refused) == (0, 2), outputs
+    assert ended[loser] < 5
+    line = outputs[loser][1].strip()
+    assert "\n" not in line and f"{out} is in use by sweep pid {procs[winner].pid} on " in line, line
+    ids = [json.loads(x)["id"] for x in (out / results.TRIALS).read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 2  # each point once
+    assert (out / ".sweep.lock").read_text() == ""  # the holder's name goes with it
+    # array elements of one sweep share the directory; a whole sweep beside them is refused
+    with lock.holding(out, shared=True), lock.holding(out, shared=True):
+        with pytest.raises(lock.Busy, match="in use by array elements of a sweep"):
+            with lock.holding(out, shared=False):
+                pass

@@ -13,16 +13,19 @@ Results go to ``OUT/trials.jsonl`` (:mod:`hpcdl.sweep.results`), each trial's ru
 ``results/runs``, beside every other run).
 The definition is copied to ``OUT/definition.json`` by the first run; a later run with a
 different definition is refused (its results would mix two sweeps). ``--done FILE`` writes a
-marker once this process's share is complete. ``--close-rung R`` trains nothing: it checks that
+marker once this process's share is complete. A whole sweep holds the directory's lock
+exclusively, an array element shared (:mod:`hpcdl.sweep.lock`): a second sweep on it stops at once
+(exit 2). ``--close-rung R`` trains nothing: it checks that
 every point of rung R has a result (exit 1 if not; the workflow's gate between rungs). Exit status: 0 when every task given to this
 process has a result (failed trials included), 2 for a bad definition or a rung asked for too
-early.
+early, or a directory another sweep holds.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -30,7 +33,7 @@ from typing import Any
 
 from hpcdl.atomic import make_dir, write_text
 from hpcdl.distributed import array_index, die_with_launcher, mpi_comm
-from hpcdl.sweep import execute, plan, results
+from hpcdl.sweep import execute, lock, plan, results
 from hpcdl.sweep.space import Sweep, SweepError, build
 from hpcdl.sweep.trial import TrainRunner, Where, setup_worker
 
@@ -131,8 +134,13 @@ def close_rung(sweep: Sweep, out: Path, runs: Path, rung: int, marker: Path | No
 
 
 def main(args: argparse.Namespace) -> int:
-    """Check the definition, then run this process's part of the sweep."""
+    """Check the definition, hold the directory, then run this process's part of the sweep."""
     die_with_launcher()
+    with contextlib.ExitStack() as held:
+        return _main(args, held)
+
+
+def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     comm = mpi_comm()
     root = comm is None or comm.Get_rank() == 0
     dispatch: execute.Dispatch | None = None
@@ -154,11 +162,12 @@ def main(args: argparse.Namespace) -> int:
             if not 0 <= args.rung <= sweep.options.rungs:
                 raise SweepError([f"--rung {args.rung}: the sweep has rungs 0..{sweep.options.rungs}"])
         if root:
+            held.enter_context(lock.holding(args.output_dir, shared=element is not None))
             claim(args.output_dir, sweep, args.definition)
             dispatch = (
                 _Share(sweep, args.output_dir, runs, args.rung, element, args.elements) if element is not None
                 else execute.Dispatch(sweep, args.output_dir, runs))
-    except (SweepError, plan.IncompleteRung) as exc:
+    except (SweepError, lock.Busy, plan.IncompleteRung) as exc:
         if root:
             for line in str(exc).splitlines():
                 print(f"hpcdl sweep: error: {line}", file=sys.stderr)
