@@ -56,6 +56,8 @@ def definition(space: dict, **options) -> dict:
     ({"filters": [4]}, {"mode": "random"}, "sweep.samples: random mode needs samples > 0"),
     ({"filters": [4]}, {"backend": "slurm"}, "sweep.backend"),
     ({"filters": [4]}, {"heatmap": ["filters", "dropout"]}, "sweep.heatmap: expected two keys of sweep.space"),
+    ({"epochs": [1, 3]}, {"rungs": 1}, "sweep.space.epochs: successive halving sets each rung's epochs"),
+    ({"run_name": ["a", "b"]}, {}, "sweep.space.run_name: every trial's run is named by the sweep"),
 ])
 def test_bad_definitions_are_one_clear_error(space: dict, options: dict, message: str) -> None:
     with pytest.raises(SweepError) as caught:
@@ -159,6 +161,27 @@ def test_array_elements_and_rungs_run_every_task_once(tmp_path: Path, capsys: py
     assert all(t.epochs == rung_epochs(sweep)[t.rung] for t in done.values())
     rerun = execute.Dispatch(sweep, tmp_path, tmp_path / "runs")  # the whole sweep again: nothing left to hand out
     assert rerun.next() is None
+
+
+def killing(task: Task, where: Where) -> Trial:
+    """:func:`scoring`, but the trials of 6 and 8 filters die as the out-of-memory killer kills."""
+    if task.point.values["filters"] in (6, 8):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return scoring(task, where)
+
+
+def test_killed_pool_worker_fails_its_trial_and_the_pool_goes_on(tmp_path: Path) -> None:
+    sweep = build(definition({"filters": [2, 4, 6, 8, 10], "base_lr": [0.01]}))
+    runs = tmp_path / "runs"
+    execute.run_local(execute.Dispatch(sweep, tmp_path, runs), killing, 2, "cpu", "s")
+    done = results.read(tmp_path)
+    assert len((tmp_path / results.TRIALS).read_text().splitlines()) == len(done) == 5  # each point once
+    killed = sorted((t for t in done.values() if not t.ok), key=lambda t: t.point["filters"])
+    assert [(t.point["filters"], t.status, t.error) for t in killed] == [
+        (f, "error", "killed by signal 9 (likely out of memory)") for f in (6, 8)]
+    assert [t.run for t in killed] == ["sweep-t2", "sweep-t3"]
+    assert (runs / "sweep-t2" / "error.txt").read_text() == "killed by signal 9 (likely out of memory)\n"
+    assert all(t.ok for t in done.values() if t.point["filters"] not in (6, 8))
 
 
 # -- real trials -----------------------------------------------------------------------------------
@@ -304,3 +327,26 @@ def test_second_sweep_on_a_directory_stops_at_once(fashion: Path, tmp_path: Path
         with pytest.raises(lock.Busy, match="in use by array elements of a sweep"):
             with lock.holding(out, shared=False):
                 pass
+
+
+def test_each_trial_runs_with_the_values_of_its_point(fashion: Path, tmp_path: Path) -> None:
+    """An engine setting, a workload parameter, a schedule list and the epochs, read back from
+    each trial's run record: what it trained with, not only what was planned."""
+    space = {"epochs": [2, 1], "weight_decay": [0.001, 0.01], "dropout": [0.1], "lr_scheduler_epochs": [[1, 1.5]]}
+    path = plan_file(tmp_path, definition(space, train={"lr_scheduler_decays": [0.5, 0.25]}))
+    result = run_tool([str(BIN / "hpcdl"), "sweep", "--definition", str(path), "--data-dir", str(fashion),
+                       "--output-dir", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"), "--workers", "2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = [json.loads(x) for x in (tmp_path / "out" / results.TRIALS).read_text().splitlines()]
+    assert len(trials) == 4
+    for trial in trials:
+        point, run = trial["point"], tmp_path / "runs" / trial["run"]
+        summary = records.read_summary(run)
+        train, params = summary.spec["train"], summary.spec["params"]
+        assert (train["epochs"], train["weight_decay"], params["dropout"], train["lr_scheduler_epochs"]) == (
+            point["epochs"], point["weight_decay"], point["dropout"], point["lr_scheduler_epochs"])
+        epochs = records.read_epochs(run)
+        assert summary.epochs_run == len(epochs) == trial["epochs"] == point["epochs"]
+        # the schedule used: the base rate at the end of epoch 1, 0.25 of it after epoch 1.5
+        assert epochs[0].lr == pytest.approx(0.02)
+        assert all(e.lr == pytest.approx(0.005) for e in epochs[1:])

@@ -19,8 +19,9 @@ from hpcdl.sweep.space import DISTRIBUTIONS, SweepSettings
 from hpcdl.train.config import TrainConfig
 from hpcdl.train.spec import Placement
 
-SPACE_HELP = ("the swept keys (engine settings or workload parameters): a list of values (grid axis, or a"
-              " choice in random mode) or {distribution: uniform | loguniform | int, low, high} (random mode)")
+SPACE_HELP = ("the swept keys (engine settings or workload parameters; epochs only without halving, never"
+              " run_name): a list of values (grid axis, or a choice in random mode) or {distribution: uniform |"
+              " loguniform | int, low, high} (random mode)")
 TRAIN_HELP = "engine settings every trial shares, over the config's train: section"
 PARAMS_HELP = "workload parameters every trial shares, over the config's workload section"
 HEATMAP_HELP = "the two keys of the report's heat map (default: the first two of space)"

@@ -55,7 +55,7 @@ def _tasks(sweep: Sweep, done: Done, rung: int) -> tuple[list[Task], list[Task]]
     epochs = rung_epochs(sweep)
     last = rung == sweep.options.rungs
     if rung == 0:
-        return [Task(p, 0, epochs[0], last) for p in sweep.points], []
+        return [Task(p, 0, int(p.values.get("epochs", epochs[0])), last) for p in sweep.points], []
     before = rung_tasks(sweep, done, rung - 1)
     missing = [t.point.id for t in before if (t.point.id, rung - 1) not in done]
     if missing:
@@ -137,5 +137,7 @@ def main(args: argparse.Namespace) -> int:
     write_text(args.output, json.dumps(sweep.as_dict(), indent=2, sort_keys=True) + "\n")
     sizes, epochs = rung_sizes(sweep), rung_epochs(sweep)
     rungs = ", ".join(f"rung {r}: {n} point(s) to {e} epoch(s)" for r, (n, e) in enumerate(zip(sizes, epochs)))
+    if "epochs" in sweep.space:
+        rungs = "each point to its own epochs (sweep.space.epochs)"
     print(f"sweep {sweep.options.name}: {len(sweep.points)} point(s) ({sweep.options.mode}); {rungs}")
     return 0

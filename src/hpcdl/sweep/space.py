@@ -31,6 +31,8 @@ from hpcdl.train.config import TrainConfig
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int")
 MAX_LISTED = 10  # problems listed before "... and N more"
+# Settings a trial does not take from its point: sweeping them would record values never used.
+NOT_SWEPT = {"run_name": "every trial's run is named by the sweep (<name>-t<i>): not a key to sweep"}
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,12 @@ def build(data: Mapping[str, Any]) -> Sweep:
         raise SweepError([str(exc.args[0])]) from None
     known = [f.name for f in settings.fields(TrainConfig)] + [f.name for f in settings.fields(params_cls)]
     for key in space:
-        if key not in known:
+        if key in NOT_SWEPT:
+            problems.append(f"sweep.space.{key}: {NOT_SWEPT[key]}")
+        elif key == "epochs" and options is not None and options.rungs:
+            problems.append("sweep.space.epochs: successive halving sets each rung's epochs (up to"
+                            " sweep.train.epochs in the last); sweep epochs with sweep.rungs: 0")
+        elif key not in known:
             problems.append(f"sweep.space.{key}: unknown setting of the engine or the {workload} workload"
                             f" (known: {', '.join(known)})")
         else:
@@ -225,7 +232,8 @@ def build(data: Mapping[str, Any]) -> Sweep:
 
 
 def rung_epochs(sweep: Sweep) -> list[int]:
-    """Epochs each halving rung trains its points to; one rung (train.epochs) without halving."""
+    """Epochs each halving rung trains its points to; one rung (train.epochs) without halving,
+    where a swept ``epochs`` gives each point its own (:func:`hpcdl.sweep.plan.rung_tasks`)."""
     epochs = sweep.spec(sweep.points[0]).train.epochs
     r, eta = sweep.options.rungs, sweep.options.eta
     return [max(1, round(epochs / eta ** (r - k))) for k in range(r + 1)]
@@ -249,3 +257,4 @@ def definition(config: Mapping[str, Any]) -> dict[str, Any]:
     train = {k: v for k, v in (config.get("train") or {}).items() if k not in placement}
     return {**section, "workload": workload, "train": {**train, **(section.get("train") or {})},
             "params": {**(config.get(workload) or {}), **(section.get("params") or {})}}
+

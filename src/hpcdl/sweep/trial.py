@@ -72,12 +72,16 @@ def drop_checkpoints(runs_dir: Path, run_names: list[str]) -> None:
             os.unlink(runs_dir / name / records.CHECKPOINT)
 
 
-def failed(sweep: Sweep, task: Task, where: Where, error: str, started: float) -> Trial:
-    """The record of a trial that ended without an outcome of its own (its worker died)."""
+def failed(sweep: Sweep, runs_dir: Path, task: Task, where: Where, error: str, started: float) -> Trial:
+    """The record of a trial that ended without an outcome of its own (its worker died); the
+    reason also goes to its run's ``error.txt``."""
     from hpcdl import workloads
 
     spec = sweep.spec(task.point, task.epochs)
     target = workloads.get(spec.workload).target(spec.params)
+    write_text(runs_dir / spec.train.run_name / "error.txt", error + "\n")
+    if task.last:
+        drop_checkpoints(runs_dir, [spec.train.run_name])
     return Trial(id=task.point.id, run=spec.train.run_name, rung=task.rung, point=task.point.values,
                  seed=spec.train.seed, epochs=task.epochs, status="error", value=None, metric=target.metric,
                  mode=target.mode, final=None, test={}, history=[], error=error, wall_s=time.time() - started,
