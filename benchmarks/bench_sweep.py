@@ -54,10 +54,10 @@ class Sleep:
     def __call__(self, task: Task, where: Where) -> Trial:
         started = time.time()
         time.sleep(self.seconds)
-        return Trial(id=task.point.id, run=task.point.id, rung=task.rung, point=task.point.values, seed=task.point.values["seed"],
-                     epochs=0, status="aborted", value=0.5, metric="accuracy", mode="max", final=0.5, test={},
-                     history=[], error=None, wall_s=time.time() - started, started=started, host=where.host,
-                     rank=where.rank, session=where.session)
+        return Trial(id=task.point.id, run=task.point.id, rung=task.rung, point=task.point.values,
+                     seed=task.point.values["seed"], epochs=0, status="aborted", value=0.5, metric="accuracy",
+                     mode="max", final=0.5, test={}, history=[], error=None, wall_s=time.time() - started,
+                     started=started, host=where.host, rank=where.rank, session=where.session)
 
 
 def mpi_worker(out: Path, trials: int, seconds: float) -> None:

@@ -58,6 +58,14 @@ class Dispatch:
         self.progress = plan.Progress(plan.total_tasks(sweep), plan.already_done(sweep, self.done),
                                       sweep.options.progress_every)
         self.ran = 0
+        self.suspect = results.in_flight(out_dir)  # running when an earlier session died
+        self.session = ""  # set by the session that hands the tasks out
+
+    def unfinished(self, tasks: list[Task]) -> collections.deque[Task]:
+        """``tasks`` without a result, in plan order but those a dead session had in flight last:
+        one that killed its MPI rank (and so the job) must not keep the others from finishing."""
+        left = [t for t in tasks if (t.point.id, t.rung) not in self.done]
+        return collections.deque(sorted(left, key=lambda t: (t.point.id, t.rung) in self.suspect))
 
     def _fill(self) -> bool:
         """Load the next rung with work left; False when every rung is done."""
@@ -66,7 +74,7 @@ class Dispatch:
                 return True  # the rung's selection waits for its last results
             rung = self.rungs.pop(0)
             tasks = plan.selected(self.sweep, self.done, self.runs_dir, rung)
-            self.pending = collections.deque(t for t in tasks if (t.point.id, t.rung) not in self.done)
+            self.pending = self.unfinished(tasks)
         return bool(self.pending or self.running)
 
     def next(self) -> Task | str | None:
@@ -77,6 +85,8 @@ class Dispatch:
             return WAIT
         task = self.pending.popleft()
         self.running[(task.point.id, task.rung)] = task
+        results.record_session(self.out_dir, {"session": self.session, "event": "task", "id": task.point.id,
+                                              "rung": task.rung}, sync=False)
         return task
 
     def finished(self, trial: Trial) -> None:
@@ -91,6 +101,7 @@ class Dispatch:
 def _session(dispatch: Dispatch, session: str, backend: str, ranks: int, body: Callable[[], None]) -> int:
     """Run ``body`` between a start and an end line in ``sessions.jsonl``; trials run by it."""
     out = dispatch.out_dir
+    dispatch.session = session
     start = time.time()
     host = os.uname().nodename
     results.record_session(out, {"session": session, "event": "start", "backend": backend, "ranks": ranks,

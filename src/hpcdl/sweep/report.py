@@ -149,7 +149,8 @@ def main(args: argparse.Namespace) -> int:
     summary = {
         "kind": "sweep", "name": sweep.options.name, "workload": sweep.workload,
         "title": f"Sweep {sweep.options.name}: {len(sweep.points)} point(s) of {sweep.workload}",
-        "runs": [by_point[p.id] for p in sweep.points if p.id in by_point], "points": len(sweep.points), "rung_sizes": rung_sizes(sweep),
+        "runs": [by_point[p.id] for p in sweep.points if p.id in by_point],
+        "points": len(sweep.points), "rung_sizes": rung_sizes(sweep),
         "trials": len(trials), "failed": sum(not t.ok for t in trials), "missing": gaps,
         "best": None if best is None else {"run": best.run, "value": best.value, "metric": best.metric,
                                            "id": best.id, "point": best.point, "rung": best.rung},

@@ -14,17 +14,16 @@ Results go to ``OUT/trials.jsonl`` (:mod:`hpcdl.sweep.results`), each trial's ru
 The definition is copied to ``OUT/definition.json`` by the first run; a later run with a
 different definition is refused (its results would mix two sweeps). ``--done FILE`` writes a
 marker once this process's share is complete. A whole sweep holds the directory's lock
-exclusively, an array element shared (:mod:`hpcdl.sweep.lock`): a second sweep on it stops at once
-(exit 2). ``--close-rung R`` trains nothing: it checks that
-every point of rung R has a result (exit 1 if not; the workflow's gate between rungs). Exit status: 0 when every task given to this
-process has a result (failed trials included), 2 for a bad definition or a rung asked for too
-early, or a directory another sweep holds.
+exclusively, an array element shared (:mod:`hpcdl.sweep.lock`): a second sweep on it stops at
+once. ``--close-rung R`` trains nothing: it checks that every point of rung R has a result (exit 1
+if not; the workflow's gate between rungs). Exit status: 0 when every task given to this process
+has a result (failed trials included), 2 for a bad definition, a rung asked for too early or a
+directory another sweep holds.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import json
 import sys
@@ -110,7 +109,7 @@ class _Share(execute.Dispatch):
     def __init__(self, sweep: Sweep, out: Path, runs: Path, rung: int, element: int, elements: int) -> None:
         super().__init__(sweep, out, runs, range(rung, rung))
         mine = plan.selected(sweep, self.done, runs, rung)[element::elements]
-        self.pending = collections.deque(t for t in mine if (t.point.id, t.rung) not in self.done)
+        self.pending = self.unfinished(mine)
         self.progress.total, self.progress.done = len(mine), len(mine) - len(self.pending)
 
 

@@ -129,7 +129,8 @@ class TrainRunner:
         history = [] if summary is None else _history(run_dir)
         ok = summary is not None and error is None
         return Trial(
-            id=task.point.id, run=spec.train.run_name, rung=task.rung, point=task.point.values, seed=spec.train.seed, epochs=task.epochs,
+            id=task.point.id, run=spec.train.run_name, rung=task.rung, point=task.point.values,
+            seed=spec.train.seed, epochs=task.epochs,
             status="error" if summary is None else summary.status, value=summary.best if ok else None,
             metric=target.metric, mode=target.mode, final=summary.final if ok else None,
             test=summary.test if ok else {}, history=history, error=error, wall_s=time.time() - started,
