@@ -54,10 +54,10 @@ class Sleep:
     def __call__(self, task: Task, where: Where) -> Trial:
         started = time.time()
         time.sleep(self.seconds)
-        return Trial(id=task.point.id, rung=task.rung, point=task.point.values, seed=task.point.values["seed"],
-                     epochs=0, status="aborted", value=0.5, metric="accuracy", mode="max", final=0.5, test={},
-                     history=[], error=None, wall_s=time.time() - started, started=started, host=where.host,
-                     rank=where.rank, session=where.session)
+        return Trial(id=task.point.id, run=task.point.id, rung=task.rung, point=task.point.values,
+                     seed=task.point.values["seed"], epochs=0, status="aborted", value=0.5, metric="accuracy",
+                     mode="max", final=0.5, test={}, history=[], error=None, wall_s=time.time() - started,
+                     started=started, host=where.host, rank=where.rank, session=where.session)
 
 
 def mpi_worker(out: Path, trials: int, seconds: float) -> None:
@@ -66,7 +66,7 @@ def mpi_worker(out: Path, trials: int, seconds: float) -> None:
 
     comm = MPI.COMM_WORLD
     sweep = build(definition(trials))
-    dispatch = execute.Dispatch(sweep, out) if comm.Get_rank() == 0 else None
+    dispatch = execute.Dispatch(sweep, out, out / "runs") if comm.Get_rank() == 0 else None
     with open(os.devnull, "w") as quiet:
         sys.stdout = quiet  # the progress lines are not what is measured here
         execute.run_mpi(dispatch, Sleep(seconds), comm, "cpu", execute.new_session())

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import BIN, REPO, run_tool
+from hpcdl import records
 from hpcdl.sweep import plan, results
 from hpcdl.sweep.results import Trial
 
@@ -31,11 +32,13 @@ def check_halving(sweep_dir: Path) -> dict[tuple[str, int], Trial]:
     kept = {t.id for t in plan.ranked(rung0)[:2]}
     rung1 = {pid: t for (pid, rung), t in done.items() if rung == 1}
     assert set(rung1) == kept
-    assert not list((sweep_dir / "trials").glob("*/checkpoint.pt"))  # dropped and finished points alike
+    runs = sweep_dir.parent.parent / "runs"  # results/runs: trials are ordinary runs
+    assert sorted(t.run for t in rung0) == [f"{sweep_dir.name}-t{i}" for i in range(4)]
+    assert not list(runs.glob("*/checkpoint.pt"))  # dropped and finished points alike
     for pid, trial in rung1.items():
         assert trial.epochs == 2 and [h["epoch"] for h in trial.history] == [1, 2]
         assert trial.history[0]["val_accuracy"] == done[(pid, 0)].history[0]["val_accuracy"]  # resumed
-        assert not (sweep_dir / "trials" / pid / "checkpoint.pt").exists()
+        assert records.read_summary(runs / trial.run).epochs_run == 2  # the run's record: its last rung
     return done
 
 
@@ -53,7 +56,9 @@ def test_sweep_scenario_runs_arrays_with_halving(tmp_path: Path) -> None:
     markers = sorted(p.name for p in (sweep_dir / "done").iterdir())
     assert markers == ["r0_e0.json", "r0_e1.json", "r1_e0.json", "r1_e1.json", "rung0.json", "rung1.json"]
     assert json.loads((sweep_dir / "done/rung0.json").read_text()) == {"rung": 0, "points": 4, "failed": 0}
-    summary = json.loads((tmp_path / "results/report/sweep/summary.json").read_text())
+    page = tmp_path / "results/report/sweeps/ci"
+    summary = json.loads((page / "summary.json").read_text())
+    assert (summary["kind"], summary["name"], summary["runs"]) == ("sweep", "ci", [f"ci-t{i}" for i in range(4)])
     assert (summary["points"], summary["rung_sizes"], summary["trials"], summary["missing"]) == (4, [4, 2], 6, [])
     assert summary["best"]["rung"] == 1 and summary["sessions"] == 4  # one per array element
-    assert "Successive halving" in (tmp_path / "results/report/sweep/index.html").read_text()
+    assert "Successive halving" in (page / "index.html").read_text()

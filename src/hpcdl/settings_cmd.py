@@ -19,8 +19,9 @@ from hpcdl.sweep.space import DISTRIBUTIONS, SweepSettings
 from hpcdl.train.config import TrainConfig
 from hpcdl.train.spec import Placement
 
-SPACE_HELP = ("the swept keys (engine settings or workload parameters): a list of values (grid axis, or a"
-              " choice in random mode) or {distribution: uniform | loguniform | int, low, high} (random mode)")
+SPACE_HELP = ("the swept keys (engine settings or workload parameters; epochs only without halving, never"
+              " run_name): a list of values (grid axis, or a choice in random mode) or {distribution: uniform |"
+              " loguniform | int, low, high} (random mode)")
 TRAIN_HELP = "engine settings every trial shares, over the config's train: section"
 PARAMS_HELP = "workload parameters every trial shares, over the config's workload section"
 HEATMAP_HELP = "the two keys of the report's heat map (default: the first two of space)"
@@ -31,9 +32,13 @@ def schema() -> dict[str, Any]:
     """The ``$defs`` the config and system schemas refer to."""
     train = settings.schema(TrainConfig, "engine settings of every training run (hpcdl train flags)")
     placement = settings.schema(Placement, "placement of the training job")
+    # Overrides carry no defaults: a validator that fills them in (Snakemake's does) would turn
+    # every unset override into the engine's default, hiding the train: section beneath.
+    overrides = {**train, "properties": {name: {k: v for k, v in prop.items() if k != "default"}
+                                         for name, prop in train["properties"].items()}}
     defs: dict[str, Any] = {
         "train": {**train, "properties": {**placement["properties"], **train["properties"]}},
-        "train_overrides": train,
+        "train_overrides": overrides,
     }
     for name, entry in sorted(workloads.REGISTRY.items()):
         defs[name] = settings.schema(entry.params, f"parameters of the {name} workload")

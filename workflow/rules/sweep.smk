@@ -1,6 +1,7 @@
 # A hyperparameter sweep (the sweep: section, examples in config/sweeps/): every point of the
-# space trained once (hpcdl sweep), results in results/sweeps/<name>/trials.jsonl, then checked and
-# plotted (hpcdl sweep-report). sweep.backend: mpi (one job of sweep.tasks ranks), local (a pool of
+# space trained once (hpcdl sweep) as an ordinary run results/runs/<name>-t<i>/, results in
+# results/sweeps/<name>/trials.jsonl, then checked and plotted (hpcdl sweep-report) in
+# results/report/sweeps/<name>/. sweep.backend: mpi (one job of sweep.tasks ranks), local (a pool of
 # sweep.tasks processes) or array (sweep.elements elements per halving rung: SLURM or local jobs of
 # one element each, grouped by the SLURM profile into one array; LSF arrays -J name[1-N]).
 
@@ -10,7 +11,8 @@ rule sweep:
         done=sweep_targets,
     output:
         index=report(
-            f"{RESULTS}/report/sweep/index.html",
+            # without a sweep: section the input function stops with the reason first
+            f"{RESULTS}/report/sweeps/{SWEEP.options.name if SWEEP else 'sweep'}/index.html",
             caption="../report/sweep.rst",
             category="Hyperparameter sweep",
         ),
@@ -22,7 +24,7 @@ rule sweep:
         sweep=lambda wc: sweep_dir(),
         out=lambda wc, output: os.path.dirname(output.index),
     shell:
-        "hpcdl sweep-report {params.sweep:q} --output {params.out:q} > {log} 2>&1"
+        "hpcdl sweep-report {params.sweep:q} --output {params.out:q} > {log:q} 2>&1"
 
 
 if SWEEP is not None:
@@ -37,7 +39,7 @@ if SWEEP is not None:
         params:
             definition=json.dumps(SWEEP.as_dict(), sort_keys=True),
         shell:
-            "hpcdl sweep-plan {output:q} --json {params.definition:q} > {log} 2>&1"
+            "hpcdl sweep-plan {output:q} --json {params.definition:q} > {log:q} 2>&1"
 
     # The whole sweep in one job: MPI ranks (one trial each, rank 0 handing out points) or a
     # local pool. A failed or timed-out job is resubmitted; finished trials are kept.
@@ -72,15 +74,13 @@ if SWEEP is not None:
                 if SWEEP.options.backend == "mpi"
                 else launch(1, readonly=[data_dir()], gpus=True)
             ),
-            how=(
-                f"--workers {SWEEP.options.tasks}"
-                if SWEEP.options.backend == "local"
-                else ""
-            ),
+            runs=f"{RESULTS}/runs",
+            workers=SWEEP.options.tasks,
         shell:
             "{params.launch} hpcdl sweep --definition {input.definition:q}"
-            " --data-dir {params.data:q} --output-dir {params.out:q} {params.how}"
-            " --done {output.done:q} > {log} 2>&1"
+            " --data-dir {params.data:q} --output-dir {params.out:q} --runs-dir {params.runs:q}"
+            + (" --workers {params.workers:q}" if SWEEP.options.backend == "local" else "")
+            + " --done {output.done:q} > {log:q} 2>&1"
 
     # One array element: the element-th of every sweep.elements tasks of a rung (SLURM: the
     # profile's slurm-array-jobs puts a rung's elements into one sbatch --array).
@@ -106,11 +106,12 @@ if SWEEP is not None:
             out=lambda wc, input: os.path.dirname(input.definition),
             launch=launch(1, readonly=[data_dir()], gpus=True),
             elements=lambda wc: sweep_elements(int(wc.rung)),
+            runs=f"{RESULTS}/runs",
         shell:
             "{params.launch} hpcdl sweep --definition {input.definition:q}"
-            " --data-dir {params.data:q} --output-dir {params.out:q}"
-            " --element {wildcards.element} --elements {params.elements}"
-            " --rung {wildcards.rung} --done {output.done:q} > {log} 2>&1"
+            " --data-dir {params.data:q} --output-dir {params.out:q} --runs-dir {params.runs:q}"
+            " --element {wildcards.element:q} --elements {params.elements:q}"
+            " --rung {wildcards.rung:q} --done {output.done:q} > {log:q} 2>&1"
 
     # A rung is closed once every point of it has a result: the next rung's jobs wait on this.
     rule sweep_rung:
@@ -128,9 +129,10 @@ if SWEEP is not None:
             "../envs/hpcdl.yaml"
         params:
             out=lambda wc, input: os.path.dirname(input.definition),
+            runs=f"{RESULTS}/runs",
         shell:
             "hpcdl sweep --definition {input.definition:q} --output-dir {params.out:q}"
-            " --close-rung {wildcards.rung} --done {output.done:q} > {log} 2>&1"
+            " --runs-dir {params.runs:q} --close-rung {wildcards.rung:q} --done {output.done:q} > {log:q} 2>&1"
 
     # One LSF array of up to 1000 elements (-J sweep_lsf_array[1-N], under the job group that caps
     # how many run at once); element = offset + LSB_JOBINDEX - 1. Every element writes the marker
@@ -159,9 +161,10 @@ if SWEEP is not None:
             launch=launch(1, readonly=[data_dir()], gpus=True),
             elements=lambda wc: sweep_elements(int(wc.rung)),
             offset=lambda wc: int(wc.array) * LSF_ARRAY_MAX,
+            runs=f"{RESULTS}/runs",
         shell:
             "{params.launch} hpcdl sweep --definition {input.definition:q}"
-            " --data-dir {params.data:q} --output-dir {params.out:q}"
-            " --array-index-from LSB_JOBINDEX --element-offset {params.offset}"
-            " --elements {params.elements} --rung {wildcards.rung} --done {output.done:q}"
-            " >> {log} 2>&1"
+            " --data-dir {params.data:q} --output-dir {params.out:q} --runs-dir {params.runs:q}"
+            " --array-index-from LSB_JOBINDEX --element-offset {params.offset:q}"
+            " --elements {params.elements:q} --rung {wildcards.rung:q} --done {output.done:q}"
+            " >> {log:q} 2>&1"

@@ -9,7 +9,8 @@ file, so killed, timed-out or lost work is simply handed out again.
   thread of its own; ranks 1..N-1 ask for a task, train it, send the trial back and get the next
   (dynamic assignment: long and short trials balance). Waiting ranks poll with a short sleep
   instead of a blocking receive, which in Open MPI spins a core the trials need.
-* local: a pool of worker processes (spawned, each with its share of the cores), the same way.
+* local: a pool of worker processes (spawned, each with its share of the cores), the same way; a
+  worker killed by a signal (the out-of-memory killer) fails its trial and is replaced.
 * array element ``g`` of ``E``: the ``g``-th of every ``E`` tasks of one rung, one after another
   (SLURM and LSF arrays; the scheduler runs the elements side by side).
 """
@@ -17,10 +18,12 @@ file, so killed, timed-out or lost work is simply handed out again.
 from __future__ import annotations
 
 import collections
-import concurrent.futures as cf
+import contextlib
 import multiprocessing
+import multiprocessing.connection as mp_connection
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -31,7 +34,7 @@ from typing import Any
 from hpcdl.sweep import plan, results
 from hpcdl.sweep.results import Trial
 from hpcdl.sweep.space import Sweep
-from hpcdl.sweep.trial import Task, Where, setup_worker
+from hpcdl.sweep.trial import Task, Where, failed, setup_worker
 
 Runner = Callable[[Task, Where], Trial]
 WAIT = "wait"  # no task free now: the rung's last trials are still running
@@ -46,8 +49,8 @@ def new_session() -> str:
 class Dispatch:
     """The sweep's unfinished tasks, handed out rung by rung; see the module docstring."""
 
-    def __init__(self, sweep: Sweep, out_dir: Path, rungs: range | None = None) -> None:
-        self.sweep, self.out_dir = sweep, out_dir
+    def __init__(self, sweep: Sweep, out_dir: Path, runs_dir: Path, rungs: range | None = None) -> None:
+        self.sweep, self.out_dir, self.runs_dir = sweep, out_dir, runs_dir
         self.done = dict(results.read(out_dir))
         self.rungs = list(rungs if rungs is not None else range(sweep.options.rungs + 1))
         self.pending: collections.deque[Task] = collections.deque()  # taken from the left
@@ -55,6 +58,14 @@ class Dispatch:
         self.progress = plan.Progress(plan.total_tasks(sweep), plan.already_done(sweep, self.done),
                                       sweep.options.progress_every)
         self.ran = 0
+        self.suspect = results.in_flight(out_dir)  # running when an earlier session died
+        self.session = ""  # set by the session that hands the tasks out
+
+    def unfinished(self, tasks: list[Task]) -> collections.deque[Task]:
+        """``tasks`` without a result, in plan order but those a dead session had in flight last:
+        one that killed its MPI rank (and so the job) must not keep the others from finishing."""
+        left = [t for t in tasks if (t.point.id, t.rung) not in self.done]
+        return collections.deque(sorted(left, key=lambda t: (t.point.id, t.rung) in self.suspect))
 
     def _fill(self) -> bool:
         """Load the next rung with work left; False when every rung is done."""
@@ -62,8 +73,8 @@ class Dispatch:
             if self.running:
                 return True  # the rung's selection waits for its last results
             rung = self.rungs.pop(0)
-            tasks = plan.selected(self.sweep, self.done, self.out_dir, rung)
-            self.pending = collections.deque(t for t in tasks if (t.point.id, t.rung) not in self.done)
+            tasks = plan.selected(self.sweep, self.done, self.runs_dir, rung)
+            self.pending = self.unfinished(tasks)
         return bool(self.pending or self.running)
 
     def next(self) -> Task | str | None:
@@ -74,6 +85,8 @@ class Dispatch:
             return WAIT
         task = self.pending.popleft()
         self.running[(task.point.id, task.rung)] = task
+        results.record_session(self.out_dir, {"session": self.session, "event": "task", "id": task.point.id,
+                                              "rung": task.rung}, sync=False)
         return task
 
     def finished(self, trial: Trial) -> None:
@@ -88,6 +101,7 @@ class Dispatch:
 def _session(dispatch: Dispatch, session: str, backend: str, ranks: int, body: Callable[[], None]) -> int:
     """Run ``body`` between a start and an end line in ``sessions.jsonl``; trials run by it."""
     out = dispatch.out_dir
+    dispatch.session = session
     start = time.time()
     host = os.uname().nodename
     results.record_session(out, {"session": session, "event": "start", "backend": backend, "ranks": ranks,
@@ -107,33 +121,86 @@ def run_serial(dispatch: Dispatch, runner: Runner, where: Where, backend: str = 
 
 
 def run_local(dispatch: Dispatch, runner: Runner, workers: int, device: str, session: str) -> int:
-    """A pool of ``workers`` spawned processes, one trial each at a time."""
+    """A pool of ``workers`` spawned processes, one trial each at a time. A worker that dies
+    (the out-of-memory killer's SIGKILL) fails the trial it held and is replaced."""
     def body() -> None:
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init,
-                                    initargs=(device, workers, os.getpid())) as pool:
-            slots = list(range(workers))
-            futures: dict[cf.Future[Trial], int] = {}
+        pool: dict[int, _Worker] = {}
+        busy: dict[int, tuple[Task, float]] = {}  # slot -> its task and when it was handed out
+        try:
             while True:
-                while slots and isinstance(task := dispatch.next(), Task):
-                    slot = slots.pop()
-                    futures[pool.submit(runner, task, Where(slot, slot, workers, session))] = slot
-                if not futures:
+                for slot in range(workers):
+                    if slot in busy or not isinstance(task := dispatch.next(), Task):
+                        continue
+                    if slot not in pool:
+                        pool[slot] = _Worker(ctx, runner, Where(slot, slot, workers, session), device)
+                    pool[slot].conn.send(task)
+                    busy[slot] = (task, time.time())
+                if not busy:
                     break  # nothing running and nothing left
-                finished, _ = cf.wait(futures, timeout=dispatch.sweep.options.progress_every,
-                                      return_when=cf.FIRST_COMPLETED)
-                for future in finished:
-                    slots.append(futures.pop(future))
-                    dispatch.finished(future.result())
-                dispatch.progress.maybe_summary(len(futures))
+                watched = [w for slot in busy for w in (pool[slot].conn, pool[slot].process.sentinel)]
+                mp_connection.wait(watched, timeout=dispatch.sweep.options.progress_every)
+                for slot in list(busy):
+                    outcome = pool[slot].outcome()
+                    if outcome is None:
+                        continue
+                    task, started = busy.pop(slot)
+                    if isinstance(outcome, str):  # the worker died: its trial failed, a new worker follows
+                        del pool[slot]
+                        outcome = failed(dispatch.sweep, dispatch.runs_dir, task, Where(slot, slot, workers, session),
+                                         outcome, started)
+                    dispatch.finished(outcome)
+                dispatch.progress.maybe_summary(len(busy))
+        finally:
+            for worker in pool.values():
+                worker.stop()
     return _session(dispatch, session, "local", workers, body)
 
 
-def _pool_init(device: str, workers: int, parent: int) -> None:
+class _Worker:
+    """One spawned pool process: a task in through its pipe, the trial back."""
+
+    def __init__(self, ctx: Any, runner: Runner, where: Where, device: str) -> None:
+        self.conn, theirs = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(theirs, runner, where, device, os.getpid()), daemon=True)
+        self.process.start()
+        theirs.close()  # the worker's end lives in the worker only: its death reads as end of file here
+
+    def outcome(self) -> Trial | str | None:
+        """The finished trial, why the worker died (a string), or ``None`` while it trains."""
+        if self.conn.poll():
+            try:
+                return self.conn.recv()
+            except EOFError:
+                pass
+        elif self.process.is_alive():
+            return None
+        self.process.join()
+        return _death(self.process.exitcode)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _death(code: int | None) -> str:
+    if code is not None and code < 0:
+        why = "likely out of memory" if -code == signal.SIGKILL else signal.Signals(-code).name
+        return f"killed by signal {-code} ({why})"
+    return f"the worker exited with status {code} during the trial"
+
+
+def _serve(conn: Any, runner: Runner, where: Where, device: str, parent: int) -> None:
+    """A pool worker's loop: train each task it is sent until it is sent ``None``."""
     from hpcdl.distributed import die_with_parent
 
     die_with_parent(parent)  # a killed sweep takes its workers with it
-    setup_worker(device, workers)
+    setup_worker(device, where.local_world_size)
+    while (task := conn.recv()) is not None:
+        conn.send(runner(task, where))
 
 
 def _poll(ready: Callable[[], Any]) -> Any:

@@ -183,10 +183,10 @@ def _leaderboard(sweep: Sweep, ranked: list[Trial]) -> str:
     if not top:
         return f"<p class='muted'>{NO_DATA}.</p>"
     tests = sorted({k for t in top for k in t.test})
-    rows = [[str(i + 1), escape(t.id)] + [escape(fmt_number(t.point[k])) for k in keys]
+    rows = [[str(i + 1), escape(t.run)] + [escape(fmt_number(t.point[k])) for k in keys]
             + [str(t.rung), str(t.epochs), fmt_number(t.value)] + [fmt_number(t.test.get(k)) for k in tests]
             + [fmt_seconds(t.wall_s)] for i, t in enumerate(top)]
-    head = ["#", "point", *keys, "rung", "epochs", f"validation {top[0].metric}",
+    head = ["#", "run", *keys, "rung", "epochs", f"validation {top[0].metric}",
             *(k.replace("_", " ") for k in tests),
             "trial time"]
     return _table(head, rows, numeric={0} | set(range(len(keys) + 2, len(head))))
@@ -209,10 +209,10 @@ def _failures(trials: list[Trial]) -> str:
     failed = [t for t in trials if not t.ok]
     if not failed:
         return "<p class='muted'>No trial failed.</p>"
-    rows = [[escape(t.id), str(t.rung), escape(" ".join(f"{k}={v}" for k, v in t.point.items())),
+    rows = [[escape(t.run), str(t.rung), escape(" ".join(f"{k}={v}" for k, v in t.point.items())),
              escape(t.status), escape((t.error or "")[:300])] for t in failed[:100]]
     more = f"<p class='muted'>... and {len(failed) - 100} more in trials.jsonl.</p>" if len(failed) > 100 else ""
-    return _table(["point", "rung", "values", "status", "error"], rows) + more
+    return _table(["run", "rung", "values", "status", "error"], rows) + more
 
 
 def render(sweep: Sweep, ranked: list[Trial], trials: list[Trial], when: Timing, gaps: list[str],

@@ -42,11 +42,11 @@ def rung_tasks(sweep: Sweep, done: Done, rung: int) -> list[Task]:
     return _tasks(sweep, done, rung)[0]
 
 
-def selected(sweep: Sweep, done: Done, out_dir: Path, rung: int) -> list[Task]:
+def selected(sweep: Sweep, done: Done, runs_dir: Path, rung: int) -> list[Task]:
     """:func:`rung_tasks` of ``rung``, dropping the checkpoints of the rung-before points it leaves."""
     tasks, before = _tasks(sweep, done, rung)
     kept = {t.point.id for t in tasks}
-    drop_checkpoints(out_dir, [t.point.id for t in before if t.point.id not in kept])
+    drop_checkpoints(runs_dir, [sweep.run_name(t.point) for t in before if t.point.id not in kept])
     return tasks
 
 
@@ -55,7 +55,7 @@ def _tasks(sweep: Sweep, done: Done, rung: int) -> tuple[list[Task], list[Task]]
     epochs = rung_epochs(sweep)
     last = rung == sweep.options.rungs
     if rung == 0:
-        return [Task(p, 0, epochs[0], last) for p in sweep.points], []
+        return [Task(p, 0, int(p.values.get("epochs", epochs[0])), last) for p in sweep.points], []
     before = rung_tasks(sweep, done, rung - 1)
     missing = [t.point.id for t in before if (t.point.id, rung - 1) not in done]
     if missing:
@@ -137,5 +137,7 @@ def main(args: argparse.Namespace) -> int:
     write_text(args.output, json.dumps(sweep.as_dict(), indent=2, sort_keys=True) + "\n")
     sizes, epochs = rung_sizes(sweep), rung_epochs(sweep)
     rungs = ", ".join(f"rung {r}: {n} point(s) to {e} epoch(s)" for r, (n, e) in enumerate(zip(sizes, epochs)))
+    if "epochs" in sweep.space:
+        rungs = "each point to its own epochs (sweep.space.epochs)"
     print(f"sweep {sweep.options.name}: {len(sweep.points)} point(s) ({sweep.options.mode}); {rungs}")
     return 0

@@ -3,10 +3,11 @@
 Every task of every rung must have a result in ``OUT/trials.jsonl``; the ones missing are listed
 (and the exit status is 1) but the page is still drawn from the others. A point's standing is its
 trial in the highest rung it reached, so a point kept by successive halving ranks above every
-point dropped before it. Written to ``PAGE``: ``index.html`` (last), the figures,
-``summary.json``, ``best/spec.json`` (the best point's settings at the full ``train.epochs``, as
-``hpcdl train --spec`` reads them) and ``best/config.yaml`` (the same as a workflow config
-overlay, for ``snakemake --configfile``).
+point dropped before it. Written to ``PAGE`` (the workflow's ``results/report/sweeps/<name>/``):
+``index.html`` (last), the figures, ``summary.json`` (``kind: sweep``, its trials' run names and
+the best run, for the run index), ``best/spec.json`` (the best point's settings at the full
+``train.epochs``, as ``hpcdl train --spec`` reads them, run name ``<name>-best``) and
+``best/config.yaml`` (the same as a workflow config overlay, for ``snakemake --configfile``).
 
 Time: a trial's busy time is its wall time; a session's wall time runs from its start line to its
 end line (or its last trial, if it was killed). Efficiency = busy time / (ranks x wall) over all
@@ -17,6 +18,7 @@ against the measured wall time, the union of the sessions' intervals.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -105,11 +107,13 @@ def missing(sweep: Sweep, done: dict[tuple[str, int], Trial]) -> list[str]:
 def best_files(sweep: Sweep, best: Trial, out: Path) -> specs.RunSpec:
     """``best/spec.json`` and ``best/config.yaml`` of the best point at the full epochs."""
     point = next(p for p in sweep.points if p.id == best.id)
+    # a run of its own: named after the trial's, it would resume (or be refused by) the trial's run
     spec = sweep.spec(point)
+    spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, run_name=f"{sweep.options.name}-best"))
     specs.write(out / "best" / "spec.json", spec)
     d = spec.as_dict()
     overlay = {"workload": spec.workload, "train": d["train"], spec.workload: d["params"]}
-    text = (f"# The best point of sweep {sweep.options.name} ({best.id}: {best.metric} {best.value:.4f}"
+    text = (f"# The best point of sweep {sweep.options.name} ({best.run}: {best.metric} {best.value:.4f}"
             f" in rung {best.rung}); layer over your config: snakemake --configfile ... this file\n")
     write_text(out / "best" / "config.yaml", text + yaml.safe_dump(overlay, sort_keys=False))
     return spec
@@ -141,11 +145,15 @@ def main(args: argparse.Namespace) -> int:
     figures = page.figures(sweep, [t for (_, rung), t in done.items() if rung == 0 and t.ok])
     for name, data in figures.items():
         write_bytes(out / f"{name}.png", data)
+    by_point = {pid: t.run for (pid, _), t in done.items()}
     summary = {
-        "sweep": sweep.options.name, "points": len(sweep.points), "rung_sizes": rung_sizes(sweep),
+        "kind": "sweep", "name": sweep.options.name, "workload": sweep.workload,
+        "title": f"Sweep {sweep.options.name}: {len(sweep.points)} point(s) of {sweep.workload}",
+        "runs": [by_point[p.id] for p in sweep.points if p.id in by_point],
+        "points": len(sweep.points), "rung_sizes": rung_sizes(sweep),
         "trials": len(trials), "failed": sum(not t.ok for t in trials), "missing": gaps,
-        "best": None if best is None else {"id": best.id, "point": best.point, "value": best.value,
-                                           "metric": best.metric, "rung": best.rung},
+        "best": None if best is None else {"run": best.run, "value": best.value, "metric": best.metric,
+                                           "id": best.id, "point": best.point, "rung": best.rung},
         "busy_s": when.busy_s, "wall_s": when.wall_s, "efficiency": when.efficiency, "speedup": when.speedup,
         "sessions": when.sessions,
     }
@@ -155,6 +163,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"hpcdl sweep-report: error: incomplete: {line}", file=sys.stderr)
     eff = "—" if when.efficiency is None else f"{100 * when.efficiency:.1f} %"
     print(f"sweep {sweep.options.name}: {len(trials)} trial(s), {summary['failed']} failed;"
-          f" best {'—' if best is None else f'{best.id} {best.metric} {best.value:.4f}'};"
+          f" best {'—' if best is None else f'{best.run} {best.metric} {best.value:.4f}'};"
           f" efficiency {eff}; page {out / 'index.html'}")
     return 1 if gaps else 0

@@ -8,7 +8,8 @@ under the lock before appending, and readers ignore it. Each (point, rung) is ke
 point ever be recorded twice, readers keep the first line.
 
 ``sessions.jsonl`` records each execution (backend, ranks, host, start, end, trials run), from
-which the report measures the sweep's wall time and efficiency.
+which the report measures the sweep's wall time and efficiency, and each task it handed out (not
+fsync'ed: a hint), so that a rerun after a killed session runs the tasks it had in flight last.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Trial:
     """One finished trial: the point, its run's outcome and where and how long it ran."""
 
     id: str
+    run: str  # the trial's run directory: <runs dir>/<run>
     rung: int
     point: dict[str, Any]
     seed: int
@@ -89,15 +91,17 @@ def _cut_torn_tail(fd: int) -> None:
     os.ftruncate(fd, 0)
 
 
-def append(path: Path, line: str) -> None:
-    """Append one complete line (ending in a newline) atomically with respect to other writers."""
+def append(path: Path, line: str, sync: bool = True) -> None:
+    """Append one complete line (ending in a newline) atomically with respect to other writers;
+    ``sync``: on disk before this returns."""
     with _locked(path) as fd:
         _cut_torn_tail(fd)
         data = line.encode()
         written = 0
         while written < len(data):
             written += os.write(fd, data[written:])
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, Any]]:
@@ -135,5 +139,13 @@ def sessions(directory: Path) -> list[dict[str, Any]]:
     return [row for _, row in _lines(directory / SESSIONS) if isinstance(row, dict)]
 
 
-def record_session(directory: Path, session: dict[str, Any]) -> None:
-    append(directory / SESSIONS, json.dumps(session, sort_keys=True) + "\n")
+def record_session(directory: Path, session: dict[str, Any], sync: bool = True) -> None:
+    append(directory / SESSIONS, json.dumps(session, sort_keys=True) + "\n", sync)
+
+
+def in_flight(directory: Path) -> set[tuple[str, int]]:
+    """(point id, rung) of the tasks handed out by sessions that never ended (killed: an MPI job
+    aborted by a rank's death, a lost node, walltime), with or without a result since."""
+    rows = sessions(directory)
+    ended = {s.get("session") for s in rows if s.get("event") == "end"}
+    return {(s["id"], s["rung"]) for s in rows if s.get("event") == "task" and s.get("session") not in ended}

@@ -8,19 +8,23 @@ it was started:
 * ``--element G --elements E`` (or ``--array-index-from LSB_JOBINDEX --element-offset A``, the
   element being ``A + $LSB_JOBINDEX - 1``): the ``G``-th of every ``E`` tasks of rung ``--rung``.
 
-Results go to ``OUT/trials.jsonl`` (:mod:`hpcdl.sweep.results`), trial runs to ``OUT/trials/``.
+Results go to ``OUT/trials.jsonl`` (:mod:`hpcdl.sweep.results`), each trial's run to
+``RUNS/<sweep name>-t<point index>/`` (``--runs-dir RUNS``, default ``OUT/runs``; the workflow's
+``results/runs``, beside every other run).
 The definition is copied to ``OUT/definition.json`` by the first run; a later run with a
 different definition is refused (its results would mix two sweeps). ``--done FILE`` writes a
-marker once this process's share is complete. ``--close-rung R`` trains nothing: it checks that
-every point of rung R has a result (exit 1 if not; the workflow's gate between rungs). Exit status: 0 when every task given to this
-process has a result (failed trials included), 2 for a bad definition or a rung asked for too
-early.
+marker once this process's share is complete. A whole sweep holds the directory's lock
+exclusively, an array element shared (:mod:`hpcdl.sweep.lock`): a second sweep on it stops at
+once. ``--close-rung R`` trains nothing: it checks that every point of rung R has a result (exit 1
+if not; the workflow's gate between rungs). Exit status: 0 when every task given to this process
+has a result (failed trials included), 2 for a bad definition, a rung asked for too early or a
+directory another sweep holds.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -28,7 +32,7 @@ from typing import Any
 
 from hpcdl.atomic import make_dir, write_text
 from hpcdl.distributed import array_index, die_with_launcher, mpi_comm
-from hpcdl.sweep import execute, plan, results
+from hpcdl.sweep import execute, lock, plan, results
 from hpcdl.sweep.space import Sweep, SweepError, build
 from hpcdl.sweep.trial import TrainRunner, Where, setup_worker
 
@@ -75,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--definition", type=Path, required=True, help="the sweep (sweep.json, `hpcdl sweep-plan`)")
     parser.add_argument("--data-dir", type=Path, help="the workload's dataset (as for hpcdl train); needed to train")
     parser.add_argument("--output-dir", type=Path, required=True, help="the sweep's directory")
+    parser.add_argument("--runs-dir", type=Path,
+                        help="where each trial's run directory goes (default OUTPUT_DIR/runs)")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--workers", type=int, help="run a local pool of this many worker processes")
     how.add_argument("--element", type=int, help="run array element ELEMENT (0-based) of --elements")
@@ -100,14 +106,14 @@ def _element(args: argparse.Namespace) -> int | None:
 class _Share(execute.Dispatch):
     """One array element's tasks: every ``elements``-th task of one rung, from ``element``."""
 
-    def __init__(self, sweep: Sweep, out: Path, rung: int, element: int, elements: int) -> None:
-        super().__init__(sweep, out, range(rung, rung))
-        mine = plan.selected(sweep, self.done, out, rung)[element::elements]
-        self.pending = collections.deque(t for t in mine if (t.point.id, t.rung) not in self.done)
+    def __init__(self, sweep: Sweep, out: Path, runs: Path, rung: int, element: int, elements: int) -> None:
+        super().__init__(sweep, out, runs, range(rung, rung))
+        mine = plan.selected(sweep, self.done, runs, rung)[element::elements]
+        self.pending = self.unfinished(mine)
         self.progress.total, self.progress.done = len(mine), len(mine) - len(self.pending)
 
 
-def close_rung(sweep: Sweep, out: Path, rung: int, marker: Path | None) -> int:
+def close_rung(sweep: Sweep, out: Path, runs: Path, rung: int, marker: Path | None) -> int:
     """``--close-rung``: 0 and the marker (the rung's counts) once every task of ``rung`` has a
     result, else 1 with the number missing."""
     done = results.read(out)
@@ -119,7 +125,7 @@ def close_rung(sweep: Sweep, out: Path, rung: int, marker: Path | None) -> int:
         return 1
     failed = sum(not done[(t.point.id, rung)].ok for t in tasks)
     if rung < sweep.options.rungs:
-        plan.selected(sweep, done, out, rung + 1)  # the dropped points' weights are not needed
+        plan.selected(sweep, done, runs, rung + 1)  # the dropped points' weights are not needed
     print(f"sweep {sweep.options.name}: rung {rung} complete: {len(tasks)} point(s), {failed} failed")
     if marker is not None:
         write_text(marker, json.dumps({"rung": rung, "points": len(tasks), "failed": failed}) + "\n")
@@ -127,18 +133,24 @@ def close_rung(sweep: Sweep, out: Path, rung: int, marker: Path | None) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Check the definition, then run this process's part of the sweep."""
+    """Check the definition, hold the directory, then run this process's part of the sweep."""
     die_with_launcher()
+    with contextlib.ExitStack() as held:
+        return _main(args, held)
+
+
+def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     comm = mpi_comm()
     root = comm is None or comm.Get_rank() == 0
     dispatch: execute.Dispatch | None = None
+    runs = args.runs_dir or args.output_dir / "runs"
     try:
         sweep = load(args.definition)
         element = _element(args)
         if args.close_rung is not None:
             if not 0 <= args.close_rung <= sweep.options.rungs:
                 raise SweepError([f"--close-rung {args.close_rung}: the sweep has rungs 0..{sweep.options.rungs}"])
-            return close_rung(sweep, args.output_dir, args.close_rung, args.done)
+            return close_rung(sweep, args.output_dir, runs, args.close_rung, args.done)
         if args.data_dir is None:
             raise SweepError(["--data-dir is needed to train"])
         if args.workers is not None and args.workers < 1:
@@ -149,18 +161,19 @@ def main(args: argparse.Namespace) -> int:
             if not 0 <= args.rung <= sweep.options.rungs:
                 raise SweepError([f"--rung {args.rung}: the sweep has rungs 0..{sweep.options.rungs}"])
         if root:
+            held.enter_context(lock.holding(args.output_dir, shared=element is not None))
             claim(args.output_dir, sweep, args.definition)
             dispatch = (
-                _Share(sweep, args.output_dir, args.rung, element, args.elements) if element is not None
-                else execute.Dispatch(sweep, args.output_dir))
-    except (SweepError, plan.IncompleteRung) as exc:
+                _Share(sweep, args.output_dir, runs, args.rung, element, args.elements) if element is not None
+                else execute.Dispatch(sweep, args.output_dir, runs))
+    except (SweepError, lock.Busy, plan.IncompleteRung) as exc:
         if root:
             for line in str(exc).splitlines():
                 print(f"hpcdl sweep: error: {line}", file=sys.stderr)
         if comm is not None:
             comm.Abort(2)
         return 2
-    runner = TrainRunner(sweep, args.data_dir, args.output_dir)
+    runner = TrainRunner(sweep, args.data_dir, runs)
     session = execute.new_session()
     device = sweep.spec(sweep.points[0]).train.device
     if comm is not None and comm.Get_size() > 1:

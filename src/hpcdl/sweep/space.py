@@ -31,13 +31,17 @@ from hpcdl.train.config import TrainConfig
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int")
 MAX_LISTED = 10  # problems listed before "... and N more"
+# Settings a trial does not take from its point: sweeping them would record values never used.
+NOT_SWEPT = {"run_name": "every trial's run is named by the sweep (<name>-t<i>): not a key to sweep"}
 
 
 @dataclass(frozen=True)
 class SweepSettings:
     """The scalar keys of the ``sweep:`` config section."""
 
-    name: str = settings.setting("sweep", "the sweep's name: results/sweeps/<name>/", pattern=records.NAME.pattern)
+    name: str = settings.setting("sweep", "the sweep's name: its results/sweeps/<name>/, its page"
+                                 " results/report/sweeps/<name>/ and its trials' runs results/runs/<name>-t<i>",
+                                 pattern=records.NAME.pattern)
     mode: str = settings.setting("grid", "grid: every combination of the space's lists; random: `samples` seeded"
                                  " draws", choices=("grid", "random"))
     samples: int = settings.setting(0, "points drawn in random mode (required there, unused in grid mode)",
@@ -70,6 +74,7 @@ class Point:
 
     id: str
     values: dict[str, Any]
+    index: int  # its place in the sweep's points: the trial's run name
 
     def label(self) -> str:
         return " ".join(f"{k}={v}" for k, v in self.values.items())
@@ -87,10 +92,15 @@ class Sweep:
     heatmap: tuple[str, str] | None = None
     points: list[Point] = field(default_factory=list, compare=False)
 
+    def run_name(self, point: Point) -> str:
+        """The name of ``point``'s run (``<results>/runs/<name>``): unique as long as sweep names are,
+        which one results directory ensures (one sweep per ``sweeps/<name>/``)."""
+        return f"{self.options.name}-t{point.index}"
+
     def spec(self, point: Point, epochs: int | None = None) -> specs.RunSpec:
         """The run settings of ``point`` (``epochs`` replaces train.epochs: a halving rung)."""
         train, params = split_values(self.workload, point.values)
-        train = {**self.train, **train, "run_name": f"trial_{point.id}"}
+        train = {**self.train, **train, "run_name": self.run_name(point)}
         if epochs is not None:
             train["epochs"] = epochs
         return specs.build(self.workload, train, {**self.params, **params})
@@ -183,7 +193,12 @@ def build(data: Mapping[str, Any]) -> Sweep:
         raise SweepError([str(exc.args[0])]) from None
     known = [f.name for f in settings.fields(TrainConfig)] + [f.name for f in settings.fields(params_cls)]
     for key in space:
-        if key not in known:
+        if key in NOT_SWEPT:
+            problems.append(f"sweep.space.{key}: {NOT_SWEPT[key]}")
+        elif key == "epochs" and options is not None and options.rungs:
+            problems.append("sweep.space.epochs: successive halving sets each rung's epochs (up to"
+                            " sweep.train.epochs in the last); sweep epochs with sweep.rungs: 0")
+        elif key not in known:
             problems.append(f"sweep.space.{key}: unknown setting of the engine or the {workload} workload"
                             f" (known: {', '.join(known)})")
         else:
@@ -201,7 +216,7 @@ def build(data: Mapping[str, Any]) -> Sweep:
     seen: dict[str, Point] = {}
     errors: dict[str, str] = {}
     for values in _values(space, options):
-        point = Point(point_id(values), values)
+        point = Point(point_id(values), values, len(seen))
         if point.id in seen:
             continue  # a random draw that repeats a point runs once
         seen[point.id] = point
@@ -217,7 +232,8 @@ def build(data: Mapping[str, Any]) -> Sweep:
 
 
 def rung_epochs(sweep: Sweep) -> list[int]:
-    """Epochs each halving rung trains its points to; one rung (train.epochs) without halving."""
+    """Epochs each halving rung trains its points to; one rung (train.epochs) without halving,
+    where a swept ``epochs`` gives each point its own (:func:`hpcdl.sweep.plan.rung_tasks`)."""
     epochs = sweep.spec(sweep.points[0]).train.epochs
     r, eta = sweep.options.rungs, sweep.options.eta
     return [max(1, round(epochs / eta ** (r - k))) for k in range(r + 1)]
@@ -241,3 +257,4 @@ def definition(config: Mapping[str, Any]) -> dict[str, Any]:
     train = {k: v for k, v in (config.get("train") or {}).items() if k not in placement}
     return {**section, "workload": workload, "train": {**train, **(section.get("train") or {})},
             "params": {**(config.get(workload) or {}), **(section.get("params") or {})}}
+

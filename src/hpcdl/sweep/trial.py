@@ -1,7 +1,8 @@
 """One trial: a point trained in this process by the engine's Trainer, its outcome a :class:`Trial`.
 
-Each trial is an ordinary one-rank run in ``OUT/trials/<point id>/`` (spec.json, metrics.jsonl,
-run.json, mllog.txt, checkpoint.pt), so any trial can be reported or resumed like a run. A rung
+Each trial is an ordinary one-rank run in ``RUNS/<sweep name>-t<point index>/`` (spec.json,
+metrics.jsonl, run.json, mllog.txt, checkpoint.pt; RUNS is the workflow's ``results/runs``), so
+any trial is listed, reported or resumed like every other run. A rung
 of successive halving resumes the point's checkpoint with more epochs; a trial killed mid-way
 resumes from its last epoch. A diverged run, an exception or running out of memory is a failed
 trial with its error; its traceback goes to the trial's ``error.txt`` and the sweep goes on.
@@ -23,8 +24,6 @@ from hpcdl.atomic import write_text
 from hpcdl.sweep.results import Trial
 from hpcdl.sweep.space import Point, Sweep
 from hpcdl.train import spec as specs
-
-TRIALS_DIR = "trials"
 
 
 @dataclass(frozen=True)
@@ -66,11 +65,27 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
         return []
 
 
-def drop_checkpoints(out_dir: Path, point_ids: list[str]) -> None:
+def drop_checkpoints(runs_dir: Path, run_names: list[str]) -> None:
     """Delete the checkpoints of points no rung will resume (dropped by successive halving)."""
-    for pid in point_ids:
+    for name in run_names:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(out_dir / TRIALS_DIR / pid / records.CHECKPOINT)
+            os.unlink(runs_dir / name / records.CHECKPOINT)
+
+
+def failed(sweep: Sweep, runs_dir: Path, task: Task, where: Where, error: str, started: float) -> Trial:
+    """The record of a trial that ended without an outcome of its own (its worker died); the
+    reason also goes to its run's ``error.txt``."""
+    from hpcdl import workloads
+
+    spec = sweep.spec(task.point, task.epochs)
+    target = workloads.get(spec.workload).target(spec.params)
+    write_text(runs_dir / spec.train.run_name / "error.txt", error + "\n")
+    if task.last:
+        drop_checkpoints(runs_dir, [spec.train.run_name])
+    return Trial(id=task.point.id, run=spec.train.run_name, rung=task.rung, point=task.point.values,
+                 seed=spec.train.seed, epochs=task.epochs, status="error", value=None, metric=target.metric,
+                 mode=target.mode, final=None, test={}, history=[], error=error, wall_s=time.time() - started,
+                 started=started, host=where.host, rank=where.rank, session=where.session)
 
 
 @dataclass(frozen=True)
@@ -79,15 +94,15 @@ class TrainRunner:
 
     sweep: Sweep
     data_dir: Path
-    out_dir: Path
+    runs_dir: Path
 
     def __call__(self, task: Task, where: Where) -> Trial:
         from hpcdl import workloads
         from hpcdl.train.context import TrainContext, pick_device
         from hpcdl.train.trainer import Trainer
 
-        run_dir = self.out_dir / TRIALS_DIR / task.point.id
         spec = self.sweep.spec(task.point, task.epochs)
+        run_dir = self.runs_dir / spec.train.run_name
         target = workloads.get(spec.workload).target(spec.params)
         started = time.time()
         summary: records.RunSummary | None = None
@@ -114,7 +129,8 @@ class TrainRunner:
         history = [] if summary is None else _history(run_dir)
         ok = summary is not None and error is None
         return Trial(
-            id=task.point.id, rung=task.rung, point=task.point.values, seed=spec.train.seed, epochs=task.epochs,
+            id=task.point.id, run=spec.train.run_name, rung=task.rung, point=task.point.values,
+            seed=spec.train.seed, epochs=task.epochs,
             status="error" if summary is None else summary.status, value=summary.best if ok else None,
             metric=target.metric, mode=target.mode, final=summary.final if ok else None,
             test=summary.test if ok else {}, history=history, error=error, wall_s=time.time() - started,
