@@ -2,8 +2,9 @@ import json
 import re
 import shlex
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
+from hpcdl import configcheck
 from hpcdl.launch import job_resources, stage_prefix, validate_execution
 from hpcdl.mixup_comparison.runs import mixup_runs
 from hpcdl.preflight import workflow_flags as preflight_flags
@@ -14,7 +15,19 @@ from hpcdl.train import spec as specs
 
 min_version("9.0")
 
-validate(config, schema="../schemas/config.schema.yaml")
+# One line per problem, naming the key and the config file that set it (hpcdl.configcheck).
+try:
+    configcheck.check(
+        config,
+        os.path.join(workflow.basedir, "schemas/config.schema.yaml"),
+        configcheck.sources(
+            workflow.configfiles,
+            workflow.config_settings.configfiles,
+            workflow.config_settings.config,
+        ),
+    )
+except configcheck.ConfigError as err:
+    raise WorkflowError(str(err))
 
 RESULTS = config["results"]
 WORKLOAD = config["workload"]
