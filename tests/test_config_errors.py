@@ -112,3 +112,13 @@ def test_system_file_keys_are_checked_with_a_near_miss():
 def test_unknown_setting_names_the_near_miss():
     _, errors = settings.from_mapping(TrainConfig, {"bsae_lr": 0.1}, settings.key_namer("train"))
     assert errors == ["train.bsae_lr: unknown setting; did you mean 'base_lr'?"]
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", "../up", ""])
+def test_run_name_that_is_no_single_directory_is_refused(name):
+    # A run's files go to <results>/runs/<run_name>/: "." or ".." would put them in the results root.
+    found = configcheck.problems(schemas.validator(SCHEMAS / "config.schema.yaml"), {"train": {"run_name": name}})
+    assert [line for line in found if line.startswith("train.run_name: ")] == [
+        f"train.run_name: {name!r}: does not match ^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*)$"]
+    _, errors = settings.from_mapping(TrainConfig, {"run_name": name}, settings.key_namer("train"))
+    assert errors == [f"train.run_name {name!r} does not match [A-Za-z0-9_][A-Za-z0-9_.-]*"]
