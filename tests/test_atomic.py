@@ -4,6 +4,8 @@ real small and read-only file systems (tmpfs mounts: skipped where mounting is n
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +83,32 @@ def test_stage_onto_a_read_only_disk_is_one_line(read_only_disk):
     proc = run_tool([str(BIN / "hpcdl"), "spec", str(spec), "--json", '{"workload": "cosmoflow", "train": {}, "params": {}}'])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [f"hpcdl spec: error: {spec}: read-only file system"]
+
+
+@pytest.fixture
+def group_umask() -> Iterator[None]:
+    old = os.umask(0o002)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_outputs_honour_the_umask(tmp_path, group_umask):
+    atomic.write_text(tmp_path / "a" / "b.txt", "x")
+    assert stat.S_IMODE((tmp_path / "a" / "b.txt").stat().st_mode) == 0o664
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o775
+
+
+def test_run_records_and_checkpoint_are_group_readable(tmp_path):
+    # A group sharing a project directory reads each other's runs: the umask decides, not 0600.
+    data = write_dataset(tmp_path / "data")
+    run = tmp_path / "results" / "run"
+    command = [str(BIN / "hpcdl"), "train", "--data-dir", str(data), "--output-dir", str(run), "--epochs", "1",
+               "--warmup-epochs", "0"]
+    proc = run_tool(["sh", "-c", 'umask 002 && exec "$@"', "sh", *command], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run.iterdir()}
+    assert {"run.json", "checkpoint.pt", "metrics.jsonl"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o664), modes
+    assert stat.S_IMODE(run.stat().st_mode) == 0o775

@@ -5,7 +5,8 @@ mid-write leaves only a ``.tmp-*`` file, which no stage ever takes as output.
 
 A write the disk refuses (full, read-only, no permission, over quota) is an :class:`OutputError`
 naming the file, whatever the writer made of it (``torch.save`` reports "unexpected pos"); the
-``hpcdl`` command turns it into one line.
+``hpcdl`` command turns it into one line. Files get the permissions the umask allows, as ``open``
+gives, so a group sharing a project directory can read the results.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import errno
 import io
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -66,6 +67,15 @@ class _Sink(io.BufferedWriter):
 
 
 
+def _create(target: Path) -> tuple[int, str]:
+    """A new temporary sibling of ``target``, opened for writing. Unlike ``mkstemp`` (0600) it is
+    created 0666 less the umask, as ``open`` would: a group sharing the directory can read it."""
+    while True:
+        tmp = str(target.parent / f"{TMP_PREFIX}{target.name}.{secrets.token_hex(4)}")
+        with contextlib.suppress(FileExistsError):
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[BinaryIO]:
     """Open a temporary sibling of ``path`` for writing; rename it to ``path`` on success.
@@ -79,7 +89,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Bina
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent)
+        fd, tmp = _create(target)
     except OSError as err:
         raise (OutputError(err.errno, err.strerror, str(target)) if err.errno in DISK_ERRNOS else err) from err
     handle = _Sink(io.FileIO(fd, "wb"))
