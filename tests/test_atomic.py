@@ -80,7 +80,8 @@ def test_training_onto_a_full_disk_is_one_line(tmp_path, full_disk):
 
 def test_stage_onto_a_read_only_disk_is_one_line(read_only_disk):
     spec = read_only_disk / "runs" / "run" / "spec.json"
-    proc = run_tool([str(BIN / "hpcdl"), "spec", str(spec), "--json", '{"workload": "cosmoflow", "train": {}, "params": {}}'])
+    settings = '{"workload": "cosmoflow", "train": {}, "params": {}}'
+    proc = run_tool([str(BIN / "hpcdl"), "spec", str(spec), "--json", settings])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [f"hpcdl spec: error: {spec}: read-only file system"]
 

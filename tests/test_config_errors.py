@@ -41,7 +41,8 @@ def message(result) -> list[str]:
         ({"study": {"world_sizes": ["two"], "seeds": 0}},
          ["study.seeds: 0: below the minimum 1", "study.world_sizes[0]: 'two': not an integer"]),
         ({"sweep": {"space": {"base_lr": 0.1}}}, ["sweep.space.base_lr: 0.1: not a list or a mapping"]),
-        ({"workload": "clasify"}, ["workload: 'clasify': not one of cosmoflow, classify, segment; did you mean 'classify'?"]),
+        ({"workload": "clasify"},
+         ["workload: 'clasify': not one of cosmoflow, classify, segment; did you mean 'classify'?"]),
     ],
 )
 def test_each_problem_is_one_line_naming_file_key_value_and_reason(tmp_path, sections, lines):
@@ -71,8 +72,8 @@ def test_command_line_values_are_checked_and_named_as_such(tmp_path):
 
 def test_results_under_a_file_is_refused_while_parsing(tmp_path):
     (tmp_path / "file").write_text("")
-    for results, why in ((tmp_path / "file", "exists and is not a directory"),
-                         (tmp_path / "file/results", f"lies under {tmp_path / 'file'}, which exists and is not a directory")):
+    under = f"lies under {tmp_path / 'file'}, which exists and is not a directory"
+    for results, why in ((tmp_path / "file", "exists and is not a directory"), (tmp_path / "file/results", under)):
         _, result = dry_run(tmp_path, {}, "--config", f"results={results}")
         assert result.returncode != 0
         assert message(result) == ["invalid config:", f"--config: results: {str(results)!r}: {why}"]

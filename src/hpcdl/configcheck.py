@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 from jsonschema import ValidationError
+from jsonschema.exceptions import best_match
 
 from hpcdl import schemas
 from hpcdl.settings import did_you_mean
@@ -60,6 +61,10 @@ def _joined(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
+def _types(expected: str | list[str]) -> list[str]:
+    return [expected] if isinstance(expected, str) else list(expected)
+
+
 def _bound(word: str) -> str:
     return {"minimum": "below the minimum {}", "exclusiveMinimum": "must be above {}",
             "maximum": "above the maximum {}", "exclusiveMaximum": "must be below {}"}[word]
@@ -76,8 +81,7 @@ def _reason(error: ValidationError) -> str:
     """Why ``error.instance`` is refused, in words."""
     kind, expected, value = error.validator, error.validator_value, error.instance
     if kind == "type":
-        types = [expected] if isinstance(expected, str) else list(expected)
-        return "not " + _joined([_TYPES.get(t, t) for t in types])
+        return "not " + _joined([_TYPES.get(t, t) for t in _types(expected)])
     if kind == "enum":
         near = did_you_mean(value, map(str, expected)) if isinstance(value, str) else ""
         return f"not one of {', '.join(map(str, expected))}" + (near if near.startswith(";") else "")
@@ -101,11 +105,9 @@ def _alternatives(error: ValidationError) -> tuple[list[Any], str]:
     branch refuses the value's type, all the types in one reason."""
     top = [e for e in error.context or () if len(e.relative_schema_path) == 2]
     if top and all(e.validator == "type" for e in top):
-        types = [t for e in top for t in ([e.validator_value] if isinstance(e.validator_value, str) else e.validator_value)]
+        types = [t for e in top for t in _types(e.validator_value)]
         why = "not " + _joined([_TYPES.get(t, t) for t in dict.fromkeys(types)])
         return list(error.absolute_path), f"{_REPR.repr(error.instance)}: {why}"
-    from jsonschema.exceptions import best_match
-
     best = best_match(error.context or ())
     if best is None:
         return list(error.absolute_path), f"{_REPR.repr(error.instance)}: {error.message}"

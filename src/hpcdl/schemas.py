@@ -28,7 +28,8 @@ def _retrieve(uri: str) -> Resource[Any]:
     return Resource.from_contents(yaml.safe_load(path.read_text()), default_specification=DRAFT202012)
 
 
-def _output_directory(_validator: Any, wanted: bool, instance: Any, _schema: Any) -> Iterator[jsonschema.ValidationError]:
+def _output_directory(_validator: Any, wanted: bool, instance: Any,
+                      _schema: Any) -> Iterator[jsonschema.ValidationError]:
     if not (wanted and isinstance(instance, str) and instance):
         return
     path = Path(instance)
