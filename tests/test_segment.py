@@ -297,6 +297,7 @@ def test_downloaded_archive_is_converted_or_its_bad_mask_named(hpcdl, tmp_path: 
             proc = run_tool([str(BIN / "hpcdl"), "download", server.url(f"{name}.tar.gz"), str(raw),
                              "--sha256", digest, "--retries", "1"], timeout=60)
             assert proc.returncode == 0, proc.stderr
+            assert "12 train files, 4 validation files" in proc.stdout  # images and masks
             converted = hpcdl("masks", raw, tmp_path / name / "arrays")
             if name == "bad":
                 assert converted.returncode == 1

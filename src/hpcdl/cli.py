@@ -19,6 +19,8 @@ import json
 import sys
 from typing import Any
 
+from hpcdl import atomic
+
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("hpcdl.data.synth", "write a deterministic synthetic CosmoFlow-style TFRecord dataset"),
@@ -113,7 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(module, "add_dependent_arguments"):
         module.add_dependent_arguments(parser, rest)
     args = parser.parse_args(rest)
-    return int(module.main(args) or 0)
+    try:
+        return int(module.main(args) or 0)
+    except OSError as err:
+        # A full, read-only or forbidden output is the operator's to fix: the path and the cause.
+        if not atomic.is_disk_error(err):
+            raise
+        print(f"hpcdl {name}: error: {atomic.describe(err)}", file=sys.stderr)
+    except MemoryError as err:
+        print(f"hpcdl {name}: error: out of memory{': ' + str(err) if str(err) else ''}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

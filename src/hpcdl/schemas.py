@@ -2,11 +2,16 @@
 
 Schemas refer to each other by relative ``$ref`` (``settings.schema.yaml#/$defs/train``), as
 Snakemake's ``validate`` resolves them; this resolves them the same way for the checks the
-package runs itself (system files).
+package runs itself (the config, system files).
+
+One keyword is added: ``outputDirectory: true`` on a path setting refuses a path that exists and
+is not a directory, or lies under a file, so it stops the workflow while it is parsed rather than
+the first job that writes there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -23,9 +28,40 @@ def _retrieve(uri: str) -> Resource[Any]:
     return Resource.from_contents(yaml.safe_load(path.read_text()), default_specification=DRAFT202012)
 
 
-def validator(path: Path) -> Any:
-    """A validator of the schema at ``path``, with ``$ref``s to files beside it resolved."""
+def _output_directory(_validator: Any, wanted: bool, instance: Any,
+                      _schema: Any) -> Iterator[jsonschema.ValidationError]:
+    if not (wanted and isinstance(instance, str) and instance):
+        return
+    path = Path(instance)
+    for above in [path, *path.parents]:
+        if above.exists():
+            if not above.is_dir():
+                where = "exists" if above == path else f"lies under {above}, which exists"
+                yield jsonschema.ValidationError(f"{where} and is not a directory")
+            return
+
+
+def _load(path: Path) -> dict[str, Any]:
     schema = yaml.safe_load(path.read_text())
     schema.setdefault("$id", path.resolve().as_uri())
-    cls = jsonschema.validators.validator_for(schema)
+    return schema
+
+
+def validator(path: Path) -> Any:
+    """A validator of the schema at ``path``, with ``$ref``s to files beside it resolved."""
+    schema = _load(path)
+    cls = jsonschema.validators.extend(jsonschema.validators.validator_for(schema),
+                                       {"outputDirectory": _output_directory})
     return cls(schema, registry=Registry(retrieve=_retrieve))
+
+
+def resolved_properties(path: Path) -> dict[str, dict[str, Any]]:
+    """The top-level ``properties`` of the schema at ``path``, each with its ``$ref`` followed."""
+    schema = _load(path)
+    resolver = Registry(retrieve=_retrieve).resolver(base_uri=schema["$id"])
+    out = {}
+    for name, prop in schema.get("properties", {}).items():
+        if "$ref" in prop:
+            prop = {**resolver.lookup(prop["$ref"]).contents, **{k: v for k, v in prop.items() if k != "$ref"}}
+        out[name] = prop
+    return out

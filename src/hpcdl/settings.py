@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import json
 import math
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,13 +180,29 @@ def _coerce(f: Field, value: Any) -> Any:
     return tuple(one(v) for v in value) if isinstance(value, list) else one(value)
 
 
+# Known names listed at most after an unknown one without a near miss.
+MAX_KNOWN = 10
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for a near miss of ``word`` among ``known``, else ``(known: ...)``."""
+    names = list(known)
+    # A near miss by spelling, else a name the word begins (``gpus`` for ``gpus_per_node``).
+    close = difflib.get_close_matches(word, names, n=1) or [k for k in names if len(word) > 2 and k.startswith(word)]
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    if len(names) > MAX_KNOWN:
+        return f" (known: {', '.join(names[:MAX_KNOWN])}, ... {len(names) - MAX_KNOWN} more)"
+    return f" (known: {', '.join(names)})" if names else ""
+
+
 def _built(cls: type, values: Any, namer: Namer) -> tuple[Any, list[str]]:
     """An instance of ``cls`` from ``values`` (nested sections built alike) before its checks,
     or the unknown keys and misshapen sections found."""
     known = {f.name: f for f in fields(cls)}
     unknown = [k for k in values if k not in known]
     if unknown:
-        return None, [f"{namer(k)}: unknown setting (known: {', '.join(known)})" for k in unknown]
+        return None, [f"{namer(k)}: unknown setting{did_you_mean(str(k), known)}" for k in unknown]
     kwargs, found = {}, []
     for key, value in values.items():
         f = known[key]

@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
-from hpcdl import schemas
+from hpcdl import configcheck, schemas
 
 SYSTEMS_DIR = Path("config/systems")
 
@@ -41,11 +40,9 @@ def load_system(name: str, directory: Path, schema: Path) -> dict[str, Any]:
         raise SystemConfigError(f"{path}: no such system {name!r} (known: {known})") from None
     except yaml.YAMLError as err:
         raise SystemConfigError(f"{path}: not valid YAML: {err}") from None
-    try:
-        schemas.validator(Path(schema)).validate(system)
-    except jsonschema.ValidationError as err:
-        where = ".".join(str(p) for p in err.absolute_path) or "top level"
-        raise SystemConfigError(f"{path}: {where}: {err.message}") from None
+    found = configcheck.problems(schemas.validator(Path(schema)), system)
+    if found:
+        raise SystemConfigError("\n".join(f"{path}: {line}" for line in found))
     if system["name"] != name:
         raise SystemConfigError(f"{path}: name {system['name']!r} does not match the file name {name!r}")
     layout = tuple(int(n) for n in system["name"].rsplit("_", 1)[1].split("x"))

@@ -2,9 +2,9 @@ import json
 import re
 import shlex
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from hpcdl import workloads
+from hpcdl import configcheck, workloads
 from hpcdl.data import stages as data_stages
 from hpcdl.experiments import runs as experiments
 from hpcdl.launch import job_resources, stage_prefix, validate_execution
@@ -15,7 +15,19 @@ from hpcdl.train import spec as specs
 
 min_version("9.0")
 
-validate(config, schema="../schemas/config.schema.yaml")
+# One line per problem, naming the key and the config file that set it (hpcdl.configcheck).
+try:
+    configcheck.check(
+        config,
+        os.path.join(workflow.basedir, "schemas/config.schema.yaml"),
+        configcheck.sources(
+            workflow.configfiles,
+            workflow.config_settings.configfiles,
+            workflow.config_settings.config,
+        ),
+    )
+except configcheck.ConfigError as err:
+    raise WorkflowError(str(err))
 
 RESULTS = config["results"]
 # The run this config trains by default (train.run_name).

@@ -310,10 +310,11 @@ def download(out: Path, config: DownloadConfig) -> dict[str, object]:
             "archive": archive.name,
             "archive_bytes": archive.stat().st_size,
             "sha256": digest,
+            # Every file of a split, at any depth: TFRecords, or a segmentation set's images/ and masks/.
             "splits": {
                 split: [
-                    {"file": f"{split}/{path.name}", "bytes": path.stat().st_size}
-                    for path in sorted((out / split).glob("*.tfrecord"))
+                    {"file": path.relative_to(out).as_posix(), "bytes": path.stat().st_size}
+                    for path in sorted((out / split).rglob("*")) if path.is_file()
                 ]
                 for split in SPLITS
             },

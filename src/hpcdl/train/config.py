@@ -22,7 +22,7 @@ class TrainConfig:
     """Everything that determines a training run besides the workload, the data and the launcher."""
 
     run_name: str = setting("run", "name recorded in run.json (and the run directory's in the workflow)",
-                            pattern=r"[A-Za-z0-9_.-]+", resumable=True)
+                            pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]*", resumable=True)
     seed: int = setting(0, "seed of weights, shuffling, dropout and augmentation", minimum=0)
     batch_size: int = setting(4, "samples per rank per step", minimum=1)
     epochs: int = setting(64, "maximum number of epochs (the run stops earlier at its target)", minimum=1,
