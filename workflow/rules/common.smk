@@ -184,7 +184,9 @@ EXPERIMENT_THREADS = (
 
 def get_experiment_runs(wildcards):
     """run.json of every run of experiment ``wildcards.name``."""
-    return [f"{RESULTS}/runs/{run}/run.json" for run in EXPERIMENTS[wildcards.name].runs]
+    return [
+        f"{RESULTS}/runs/{run}/run.json" for run in EXPERIMENTS[wildcards.name].runs
+    ]
 
 
 def get_experiment_arms(wildcards, input):
@@ -212,8 +214,6 @@ def run_settings(wildcards):
     spec = EXPERIMENT_SPECS.get(wildcards.run, SPEC).as_dict()
     spec["train"]["run_name"] = wildcards.run
     return json.dumps(spec, sort_keys=True)
-
-
 
 
 def checked_sweep():

@@ -41,10 +41,10 @@ rule experiment:
             subcategory="{name}",
         ),
         summary=f"{RESULTS}/report/experiments/{{name}}/summary.json",
-    wildcard_constraints:
-        name="|".join(re.escape(name) for name in EXPERIMENTS) or "(?!)",
     log:
         f"{RESULTS}/logs/report_experiment_{{name}}.log",
+    wildcard_constraints:
+        name="|".join(re.escape(name) for name in EXPERIMENTS) or "(?!)",
     conda:
         "../envs/hpcdl.yaml"
     params:

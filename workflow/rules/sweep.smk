@@ -79,7 +79,11 @@ if SWEEP is not None:
         shell:
             "{params.launch} hpcdl sweep --definition {input.definition:q}"
             " --data-dir {params.data:q} --output-dir {params.out:q} --runs-dir {params.runs:q}"
-            + (" --workers {params.workers:q}" if SWEEP.options.backend == "local" else "")
+            + (
+                " --workers {params.workers:q}"
+                if SWEEP.options.backend == "local"
+                else ""
+            )
             + " --done {output.done:q} > {log:q} 2>&1"
 
     # One array element: the element-th of every sweep.elements tasks of a rung (SLURM: the
