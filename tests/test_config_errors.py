@@ -38,8 +38,8 @@ def message(result) -> list[str]:
         # A misspelled section is refused, not trained with the defaults.
         ({"trian": {"epochs": 3}}, ["trian: unknown key; did you mean 'train'?"]),
         ({"train": {"epoch": 3}}, ["train.epoch: unknown key; did you mean 'epochs'?"]),
-        ({"study": {"world_sizes": ["two"], "seeds": 0}},
-         ["study.seeds: 0: below the minimum 1", "study.world_sizes[0]: 'two': not an integer"]),
+        ({"experiments": {"x": {"world_sizes": ["two"], "seeds": 0}}},
+         ["experiments.x.seeds: 0: below the minimum 1", "experiments.x.world_sizes[0]: 'two': not an integer"]),
         ({"sweep": {"space": {"base_lr": 0.1}}}, ["sweep.space.base_lr: 0.1: not a list or a mapping"]),
         ({"workload": "clasify"},
          ["workload: 'clasify': not one of cosmoflow, classify, segment; did you mean 'classify'?"]),

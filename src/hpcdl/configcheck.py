@@ -201,12 +201,14 @@ def section_defaults(config: dict[str, Any], schema: Path) -> None:
 
 
 def check(config: dict[str, Any], schema: Path | str,
-          origins: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
-    """Check ``config`` against ``schema``, then fill the top-level sections' defaults.
+          origins: Sequence[tuple[str, Mapping[str, Any]]] = (),
+          choices: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Check ``config`` against ``schema`` (``choices``: allowed values of top-level keys known only
+    now, see :func:`hpcdl.schemas.validator`), then fill the top-level sections' defaults.
 
     Raises :class:`ConfigError` with one line per problem (see the module docstring).
     """
-    found = problems(schemas.validator(Path(schema)), config, origins)
+    found = problems(schemas.validator(Path(schema), choices), config, origins)
     if found:
         raise ConfigError(found)
     section_defaults(config, Path(schema))

@@ -11,7 +11,7 @@ the first job that writes there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -47,9 +47,14 @@ def _load(path: Path) -> dict[str, Any]:
     return schema
 
 
-def validator(path: Path) -> Any:
-    """A validator of the schema at ``path``, with ``$ref``s to files beside it resolved."""
+def validator(path: Path, choices: Mapping[str, Sequence[str]] | None = None) -> Any:
+    """A validator of the schema at ``path``, with ``$ref``s to files beside it resolved.
+
+    ``choices``: top-level properties whose allowed values are known only when the check runs
+    (the registered workloads, installed plugins included), added to the schema as ``enum``s."""
     schema = _load(path)
+    for key, allowed in (choices or {}).items():
+        schema["properties"][key] = {**schema["properties"][key], "enum": list(allowed)}
     cls = jsonschema.validators.extend(jsonschema.validators.validator_for(schema),
                                        {"outputDirectory": _output_directory})
     return cls(schema, registry=Registry(retrieve=_retrieve))

@@ -25,6 +25,7 @@ try:
             workflow.config_settings.configfiles,
             workflow.config_settings.config,
         ),
+        choices={"workload": list(workloads.REGISTRY)},
     )
 except configcheck.ConfigError as err:
     raise WorkflowError(str(err))
