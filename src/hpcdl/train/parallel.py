@@ -54,10 +54,25 @@ def _broadcast_buffers(ctx: TrainContext) -> Any:
     return hook
 
 
+def _units(net: nn.Module) -> list[nn.Module]:
+    """The modules sharded one unit each below the root: every child holding parameters, where a
+    container without a forward of its own (``ModuleList``, ``ModuleDict``: ``fully_shard``
+    refuses them, having no forward to gather around) gives its children instead."""
+    units: list[nn.Module] = []
+    for child in net.children():
+        if not any(True for _ in child.parameters()):
+            continue
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)) and type(child).forward is nn.Module.forward:
+            units += _units(child)
+        else:
+            units.append(child)
+    return units
+
+
 def wrap(net: nn.Module, ctx: TrainContext, strategy: str) -> nn.Module:
     """The module the training steps run on: ``net`` itself on one rank, a DDP wrapper of it,
-    or ``net`` sharded in place by ``fully_shard`` (each child holding parameters one unit, so
-    only one layer's parameters are whole at a time, then the root)."""
+    or ``net`` sharded in place by ``fully_shard`` (each of :func:`_units` one unit, so only one
+    layer's parameters are whole at a time, then the root)."""
     if not ctx.distributed:
         return net
     if not sharded(ctx, strategy):
@@ -68,9 +83,8 @@ def wrap(net: nn.Module, ctx: TrainContext, strategy: str) -> nn.Module:
     for tensor in [*net.parameters(), *net.buffers()]:
         dist.broadcast(tensor.data, _root(ctx), group=ctx.group)
     mesh = DeviceMesh.from_group(ctx.group or dist.group.WORLD, ctx.device.type)
-    for child in net.children():
-        if any(True for _ in child.parameters()):
-            fully_shard(child, mesh=mesh)
+    for unit in _units(net):
+        fully_shard(unit, mesh=mesh)
     fully_shard(net, mesh=mesh)
     net.register_forward_pre_hook(_broadcast_buffers(ctx))
     return net
