@@ -114,12 +114,14 @@ def test_cli_stops_before_training(tmp_path: Path) -> None:
     _nan_label(data / "validation")
     proc = run_tool([str(BIN / "hpcdl"), "train", "--data-dir", str(data), "--output-dir", str(tmp_path / "run"),
                      "--epochs", "1", "--batch-size", "4"], timeout=300)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 2 and "s004_label.npy: non-finite label values" in err[0], proc.stderr
     assert err[1] == f"hpcdl train: error: {data / 'validation'}: 1 of 5 samples have bad files (named above);" \
                      " reconvert them or fix the file lists"
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    # bad data fails again on a retry: recorded, so a later attempt stops at once
+    assert "reconvert them or fix the file lists" in json.loads((tmp_path / "run" / "failed.json").read_text())["reason"]
 
 
 # --- resume -------------------------------------------------------------------------------------

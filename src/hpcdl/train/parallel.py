@@ -32,6 +32,10 @@ from hpcdl.train.context import TrainContext
 FULL = StateDictOptions(full_state_dict=True)
 
 
+class StrategyError(ValueError):
+    """A model ``train.strategy`` cannot wrap: the same model fails the same way every time."""
+
+
 def sharded(ctx: TrainContext, strategy: str) -> bool:
     """Whether the training's parameters are sharded (FSDP on more than one rank)."""
     return strategy == "fsdp" and ctx.distributed
@@ -75,6 +79,16 @@ def wrap(net: nn.Module, ctx: TrainContext, strategy: str) -> nn.Module:
     layer's parameters are whole at a time, then the root)."""
     if not ctx.distributed:
         return net
+    try:
+        return _wrap(net, ctx, strategy)
+    except dist.DistError:
+        raise  # a lost rank, not the model
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StrategyError(f"train.strategy {strategy}: cannot wrap the model: {first}") from exc
+
+
+def _wrap(net: nn.Module, ctx: TrainContext, strategy: str) -> nn.Module:
     if not sharded(ctx, strategy):
         # DDP broadcasts group rank 0's weights at construction: identical start on every rank
         return nn.parallel.DistributedDataParallel(
