@@ -122,7 +122,8 @@ def _train(args: argparse.Namespace, spec: specs.RunSpec, digest: str) -> int:
         summary = Trainer(ctx, spec, args.data_dir, args.output_dir).fit()
     except (workloads.DataError, ResumeError, StrategyError) as exc:
         if ctx.is_root:  # every rank raises the same error
-            print(f"hpcdl train: error: {exc}", file=sys.stderr)
+            for line in str(exc).splitlines():
+                print(f"hpcdl train: error: {line}", file=sys.stderr)
             failure.record(args.output_dir, str(exc), digest)
         return failure.PERMANENT
     finally:
