@@ -231,6 +231,6 @@ def test_label_outside_the_classes_is_named(fashion: Path, tmp_path: Path) -> No
     np.save(data / "validation" / "labels.npy", labels)
     proc = run_tool([BIN / "hpcdl", "train", "--workload", "classify", "--data-dir", data, "--output-dir",
                      tmp_path / "run", "--epochs", "1", "--device", "cpu"])
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert f"{data / 'validation' / 'labels.npy'}: label 12 of sample 7 is outside the 10 classes" in proc.stderr
     assert not (tmp_path / "run" / records.SUMMARY).exists()

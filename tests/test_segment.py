@@ -257,7 +257,7 @@ def test_mask_value_outside_the_classes_stops_training(cells: Path, tmp_path: Pa
     np.save(data / "validation" / "masks.npy", masks)
     proc = run_tool([BIN / "hpcdl", "train", "--workload", "segment", "--data-dir", data, "--output-dir",
                      tmp_path / "run", "--epochs", "1", "--device", "cpu"])
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert (f"{data / 'validation' / 'masks.npy'}: value 9 in the mask of sample 3 is outside the 2 classes"
             in proc.stderr)
     assert not (tmp_path / "run" / records.SUMMARY).exists()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -114,12 +115,14 @@ def test_cli_stops_before_training(tmp_path: Path) -> None:
     _nan_label(data / "validation")
     proc = run_tool([str(BIN / "hpcdl"), "train", "--data-dir", str(data), "--output-dir", str(tmp_path / "run"),
                      "--epochs", "1", "--batch-size", "4"], timeout=300)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 2 and "s004_label.npy: non-finite label values" in err[0], proc.stderr
     assert err[1] == f"hpcdl train: error: {data / 'validation'}: 1 of 5 samples have bad files (named above);" \
                      " reconvert them or fix the file lists"
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    # bad data fails again on a retry: recorded, so a later attempt stops at once
+    assert "reconvert them or fix the file lists" in json.loads((tmp_path / "run" / "failed.json").read_text())["reason"]
 
 
 # --- resume -------------------------------------------------------------------------------------
@@ -142,10 +145,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, root / "run"
 
 
+def refusal(err: str, run: Path) -> list[str]:
+    """A fingerprint refusal's lines: at most 3, no hashes, the way to start over last."""
+    lines = [line.removeprefix("hpcdl train: error: ") for line in err.strip().splitlines()]
+    assert len(lines) <= 3 and len(err) < 600, err
+    assert lines[0] == f"{run / 'checkpoint.pt'} holds another run; it differs in:"
+    assert lines[-1] == f"to start this run over: hpcdl train ... --no-resume, or delete {run / 'checkpoint.pt'}"
+    assert not re.search(r"[0-9a-f]{16}", err), err
+    return lines
+
+
 @pytest.mark.parametrize(("flags", "difference"), [
     (["--seed", "3"], "train.seed 0 -> 3"),
     (["--batch-size", "2"], "train.batch_size 4 -> 2"),
-    (["--dropout", "0.2"], "params.dropout 0.5 -> 0.2"),
+    (["--dropout", "0.2"], "cosmoflow.dropout 0.5 -> 0.2"),
 ])
 def test_resume_refuses_other_settings(trained: tuple[Path, Path], tmp_path: Path, flags: list[str],
                                        difference: str) -> None:
@@ -154,9 +167,7 @@ def test_resume_refuses_other_settings(trained: tuple[Path, Path], tmp_path: Pat
     shutil.copytree(run, copy)
     before = (copy / "checkpoint.pt").read_bytes()
     err = train(data, copy, *FLAGS, "--epochs", "2", *flags, code=2)
-    [line] = err.strip().splitlines()
-    assert line.startswith(f"hpcdl train: error: {copy / 'checkpoint.pt'} was written by a different run (")
-    assert difference in line and line.endswith("or delete the checkpoint to start the run again")
+    assert refusal(err, copy)[1] == difference
     assert (copy / "checkpoint.pt").read_bytes() == before  # untouched
 
 
@@ -164,8 +175,8 @@ def test_resume_refuses_other_data(trained: tuple[Path, Path], tmp_path: Path) -
     data, run = trained
     other = write_dataset(tmp_path / "other", seed=1, train=7)  # one sample fewer
     shutil.copytree(run, tmp_path / "run")
-    err = train(other, tmp_path / "run", *FLAGS, "--epochs", "2", code=2)
-    assert "data.train.samples 8 -> 7" in err and "data.train.bytes" in err, err
+    err = train(other, tmp_path / "run", *FLAGS, "--epochs", "2", "--seed", "1", code=2)
+    assert refusal(err, tmp_path / "run")[1] == "train.seed 0 -> 1; data: the train split has 7 samples, the checkpoint's 8"
     # --no-resume starts over in the same directory
     train(other, tmp_path / "run", *FLAGS, "--no-resume")
     assert checkpoint.load(tmp_path / "run" / "checkpoint.pt")["fingerprint"]["data"]["train"]["samples"] == 7
@@ -178,7 +189,10 @@ def test_fingerprint_holds_world_size_not_limits() -> None:
     data = {"train": inventory.SplitInventory(8, 100, "ab")}
     assert checkpoint.fingerprint(run, 2, data) == checkpoint.fingerprint(longer, 2, data)
     assert checkpoint.differences(checkpoint.fingerprint(run, 2, data),
-                                  checkpoint.fingerprint(run, 4, data)) == ["world_size 2 -> 4"]
+                                  checkpoint.fingerprint(run, 4, data)) == ["world size 2 -> 4 ranks"]
+    renamed = {"train": inventory.SplitInventory(8, 100, "cd"), "test": inventory.SplitInventory(2, 10, "ef")}
+    assert checkpoint.differences(checkpoint.fingerprint(run, 2, data), checkpoint.fingerprint(run, 2, renamed)) == [
+        "data: the train split has other file names; a test split the checkpoint did not have"]
 
 
 def test_resumed_mllog_passes_checker(tmp_path: Path) -> None:

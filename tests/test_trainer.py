@@ -3,8 +3,8 @@
 * one after another in one process, trainings neither see nor disturb each other (nor torch's
   global RNG), and each equals the same run alone through ``hpcdl train``;
 * side by side on disjoint sub-groups of one torchrun job, each equals its run alone;
-* a run whose loss stops being finite ends ``diverged`` and ``hpcdl train`` exits 1; a rerun of
-  it stops at once.
+* a run whose loss stops being finite ends ``diverged`` and ``hpcdl train`` exits 2 (permanent);
+  a rerun of it stops at once.
 """
 
 from __future__ import annotations
@@ -165,13 +165,14 @@ def test_diverged_run(tmp_path: Path) -> None:
 
     proc = run_tool([str(BIN / "hpcdl"), "train", "--spec", str(spec_file(tmp_path / "spec.json", run)),
                      "--data-dir", str(data), "--output-dir", str(tmp_path / "cli")], timeout=300)
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == 2, proc.stderr[-3000:]
     assert "epoch 1:" in proc.stderr and "diverged" in proc.stderr, proc.stderr
     done = records.read_summary(tmp_path / "cli")
     assert (done.status, done.epochs_run, done.best) == ("diverged", 1, None)
     [row] = records.read_epochs(tmp_path / "cli")
     assert (row.epoch, row.train_loss, row.metrics) == (1, None, {})
     assert '"status": "aborted"' in (tmp_path / "cli" / records.MLLOG).read_text()
+    assert "diverged in epoch 1" in json.loads((tmp_path / "cli" / "failed.json").read_text())["reason"]
 
 
 def test_diverged_checkpoint_stops_a_resubmitted_run(tmp_path: Path) -> None:
@@ -191,7 +192,7 @@ def test_diverged_checkpoint_stops_a_resubmitted_run(tmp_path: Path) -> None:
 
     proc = run_tool([str(BIN / "hpcdl"), "train", "--spec", str(spec_file(tmp_path / "spec.json", longer)),
                      "--data-dir", str(data), "--output-dir", str(tmp_path / "run")], timeout=300)
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == 2, proc.stderr[-3000:]
     assert "diverged in epoch 2" in proc.stderr and "delete the checkpoint" in proc.stderr, proc.stderr
     assert "epoch 3" not in proc.stdout  # no epoch was trained again
     assert records.read_summary(tmp_path / "run").epochs_run == 2

@@ -1,7 +1,10 @@
-"""Tiny random CosmoFlow-layout datasets (``.npy`` pairs and their file lists) for training tests."""
+"""Tiny random datasets for training tests: CosmoFlow-layout ``.npy`` pairs and their file lists,
+and a tiny dataset of every registered workload (:data:`TINY`)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,3 +29,40 @@ def write_dataset(root: Path, seed: int = 7, train: int = 8, validation: int = 5
     write_split(root / "train", train, rng)
     write_split(root / "validation", validation, rng)
     return root
+
+
+def _arrays(root: Path, classes: list[str], shape: tuple[int, int, int], targets: str,
+            make_targets: Callable[[np.random.Generator, int], np.ndarray], seed: int) -> None:
+    """A paired-arrays dataset (uint8 images and their targets per split, and the manifest)."""
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, n in (("train", 8), ("validation", 5)):
+        (root / split).mkdir(parents=True)
+        images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+        np.save(root / split / "images.npy", images)
+        np.save(root / split / targets, make_targets(rng, n))
+        splits[split] = {"samples": n, "files": {}}
+    manifest = {"classes": classes, "shape": list(shape), "layout": "NCHW", "splits": splits}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _cosmoflow(root: Path) -> dict:
+    write_dataset(root)
+    return {"dropout": 0.0}
+
+
+def _classify(root: Path) -> dict:
+    _arrays(root, ["a", "b", "c"], (1, 8, 8), "labels.npy", lambda rng, n: rng.integers(0, 3, n), 3)
+    return {"filters": 2, "conv_blocks": 1, "dense_width": 8, "dropout": 0.0}
+
+
+def _segment(root: Path) -> dict:
+    _arrays(root, ["background", "cell"], (1, 8, 8), "masks.npy",
+            lambda rng, n: rng.integers(0, 2, (n, 8, 8), dtype=np.uint8), 5)
+    return {"filters": 2, "depth": 2, "dropout": 0.0, "flip": False}
+
+
+# Per registered workload: write a tiny dataset (8 training, 5 validation samples) into a folder
+# and return parameters of a small model that trains on it in a moment, without dropout (so
+# every strategy computes the same update). A new workload adds its builder here.
+TINY: dict[str, Callable[[Path], dict]] = {"cosmoflow": _cosmoflow, "classify": _classify, "segment": _segment}

@@ -60,29 +60,52 @@ def fingerprint(spec: RunSpec, world_size: int, data: Mapping[str, SplitInventor
     }
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+def _settings(section: str, saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """``section.key old -> new`` for every setting of a section that differs."""
+    return [f"{section}.{key} {saved.get(key, 'unset')} -> {now.get(key, 'unset')}"
+            for key in sorted(saved.keys() | now.keys()) if saved.get(key, "unset") != now.get(key, "unset")]
+
+
+def _split(name: str, saved: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> str | None:
+    """How one split differs from the checkpoint's, in words: the plainest difference only."""
+    if saved == now:
+        return None
+    if saved is None:
+        return f"a {name} split the checkpoint did not have"
+    if now is None:
+        return f"no {name} split, the checkpoint had one"
+    if saved.get("samples") != now.get("samples"):
+        return f"the {name} split has {now.get('samples')} samples, the checkpoint's {saved.get('samples')}"
+    if saved.get("bytes") != now.get("bytes"):
+        return f"the {name} split has {now.get('bytes')} bytes, the checkpoint's {saved.get('bytes')}"
+    if saved.get("names_sha256") != now.get("names_sha256"):
+        return f"the {name} split has other file names"
+    return f"the {name} split has other content"
 
 
 def differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """``key saved -> now`` for every value that differs (``absent`` for a missing key)."""
-    a, b = _flat(saved), _flat(now)
-    return [f"{k} {a.get(k, 'absent')!r} -> {b.get(k, 'absent')!r}" for k in sorted(a.keys() | b.keys())
-            if a.get(k, "absent") != b.get(k, "absent")]
+    """What differs between two fingerprints, by name and in words, with no digests: settings as
+    ``section.key old -> new``, then the world size, then one phrase for the data."""
+    if saved.get("workload") != now.get("workload"):
+        return [f"workload {saved.get('workload')} -> {now.get('workload')}"]
+    out = _settings("train", saved.get("train", {}), now.get("train", {}))
+    out += _settings(str(now.get("workload")), saved.get("params", {}), now.get("params", {}))
+    if saved.get("world_size") != now.get("world_size"):
+        out.append(f"world size {saved.get('world_size')} -> {now.get('world_size')} ranks")
+    data_saved, data_now = saved.get("data", {}), now.get("data", {})
+    splits = (_split(name, data_saved.get(name), data_now.get(name)) for name in {**data_now, **data_saved})
+    if data := [phrase for phrase in splits if phrase]:
+        out.append("data: " + "; ".join(data))
+    return out
 
 
 def check_resumable(path: Path, state: Mapping[str, Any], now: Mapping[str, Any]) -> None:
-    """Raise :class:`ResumeError` unless ``state`` was written by a run with fingerprint ``now``."""
+    """Raise :class:`ResumeError` unless ``state`` was written by a run with fingerprint ``now``:
+    three lines, what differs and how to start over."""
     saved = state.get("fingerprint")
     if saved is None:
         raise ResumeError(f"{path}: the checkpoint has no run fingerprint; delete it to start the run again")
     diff = differences(saved, now)
     if diff:
-        raise ResumeError(f"{path} was written by a different run ({'; '.join(diff)}); restore those"
-                          " settings and data, or delete the checkpoint to start the run again")
+        raise ResumeError(f"{path} holds another run; it differs in:\n{'; '.join(diff)}\n"
+                          f"to start this run over: hpcdl train ... --no-resume, or delete {path}")

@@ -32,6 +32,10 @@ from hpcdl.train.context import TrainContext
 FULL = StateDictOptions(full_state_dict=True)
 
 
+class StrategyError(ValueError):
+    """A model ``train.strategy`` cannot wrap: the same model fails the same way every time."""
+
+
 def sharded(ctx: TrainContext, strategy: str) -> bool:
     """Whether the training's parameters are sharded (FSDP on more than one rank)."""
     return strategy == "fsdp" and ctx.distributed
@@ -54,12 +58,37 @@ def _broadcast_buffers(ctx: TrainContext) -> Any:
     return hook
 
 
+def _units(net: nn.Module) -> list[nn.Module]:
+    """The modules sharded one unit each below the root: every child holding parameters, where a
+    container without a forward of its own (``ModuleList``, ``ModuleDict``: ``fully_shard``
+    refuses them, having no forward to gather around) gives its children instead."""
+    units: list[nn.Module] = []
+    for child in net.children():
+        if not any(True for _ in child.parameters()):
+            continue
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)) and type(child).forward is nn.Module.forward:
+            units += _units(child)
+        else:
+            units.append(child)
+    return units
+
+
 def wrap(net: nn.Module, ctx: TrainContext, strategy: str) -> nn.Module:
     """The module the training steps run on: ``net`` itself on one rank, a DDP wrapper of it,
-    or ``net`` sharded in place by ``fully_shard`` (each child holding parameters one unit, so
-    only one layer's parameters are whole at a time, then the root)."""
+    or ``net`` sharded in place by ``fully_shard`` (each of :func:`_units` one unit, so only one
+    layer's parameters are whole at a time, then the root)."""
     if not ctx.distributed:
         return net
+    try:
+        return _wrap(net, ctx, strategy)
+    except dist.DistError:
+        raise  # a lost rank, not the model
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StrategyError(f"train.strategy {strategy}: cannot wrap the model: {first}") from exc
+
+
+def _wrap(net: nn.Module, ctx: TrainContext, strategy: str) -> nn.Module:
     if not sharded(ctx, strategy):
         # DDP broadcasts group rank 0's weights at construction: identical start on every rank
         return nn.parallel.DistributedDataParallel(
@@ -68,9 +97,8 @@ def wrap(net: nn.Module, ctx: TrainContext, strategy: str) -> nn.Module:
     for tensor in [*net.parameters(), *net.buffers()]:
         dist.broadcast(tensor.data, _root(ctx), group=ctx.group)
     mesh = DeviceMesh.from_group(ctx.group or dist.group.WORLD, ctx.device.type)
-    for child in net.children():
-        if any(True for _ in child.parameters()):
-            fully_shard(child, mesh=mesh)
+    for unit in _units(net):
+        fully_shard(unit, mesh=mesh)
     fully_shard(net, mesh=mesh)
     net.register_forward_pre_hook(_broadcast_buffers(ctx))
     return net

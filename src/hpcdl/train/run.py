@@ -9,8 +9,12 @@ A checkpoint in ``--output-dir`` is resumed by default (``--no-resume`` starts o
 when it was written for the same settings, world size and data (:mod:`hpcdl.train.checkpoint`).
 Every sample file is checked before training (:mod:`hpcdl.train.inventory`; ``--skip-check``).
 
-Exit status: 0 for a completed run (``success`` or ``aborted`` at the epoch limit), 1 for
-bad data or a diverged run, 2 for invalid settings or a checkpoint of another run.
+Exit status (:mod:`hpcdl.train.failure`): 0 for a completed run (``success``, ``aborted`` at
+the epoch limit, ``stopped``); 2 for a failure a retry cannot mend (invalid settings, bad data, a
+checkpoint of another run, a model the strategy cannot wrap, a diverged run), recorded in
+``failed.json`` so that ``--attempt`` 2 and later of the same command stop at once; any other
+status is transient (a crash, a signal, a lost rank), and a retry resumes from the checkpoint.
+Torch is imported only once a training is to start, so such an attempt ends within a second.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ import sys
 from pathlib import Path
 
 from hpcdl import settings, workloads
-from hpcdl.distributed import detect, die_with_launcher
+from hpcdl.distributed import detect, die_with_launcher, launcher_rank
+from hpcdl.train import failure
 from hpcdl.train import spec as specs
-from hpcdl.train.checkpoint import ResumeError
 from hpcdl.train.config import TrainConfig
-from hpcdl.train.context import close_world, open_world
-from hpcdl.train.trainer import Trainer
+
+
+def _attempt(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, required=True,
                         help="run directory for metrics, logs, checkpoint, run.json")
     parser.add_argument("--spec", type=Path, help="the run's settings (spec.json, as `hpcdl spec` writes it)")
+    parser.add_argument("--attempt", type=_attempt, default=1,
+                        help="which try of this command this is (a scheduler's retry count, from 1): a later"
+                             " attempt of a command that failed for good (exit 2, failed.json) stops at once")
     parser.add_argument("--workload", choices=sorted(workloads.REGISTRY), default=argparse.SUPPRESS,
                         help=f"workload to train without --spec (default {workloads.DEFAULT})")
     settings.add_flags(parser.add_argument_group("training settings"), TrainConfig)
@@ -73,7 +84,14 @@ def resolve(args: argparse.Namespace) -> specs.RunSpec:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Check every setting and the data directory up front, then train."""
+    """Check every setting and the data directory up front, then train; see the exit statuses above."""
+    digest, is_root = failure.request_digest(args), launcher_rank() == 0
+    if args.attempt > 1 and (reason := failure.recorded(args.output_dir, digest)) is not None:
+        if is_root:
+            print(f"hpcdl train: error: not retried: {reason}", file=sys.stderr)
+        return failure.PERMANENT
+    if args.attempt == 1 and is_root:
+        failure.clear(args.output_dir)
     problems: list[str] = []
     try:
         spec = resolve(args)
@@ -85,19 +103,39 @@ def main(args: argparse.Namespace) -> int:
     if problems:
         for line in problems:
             print(f"hpcdl train: error: {line}", file=sys.stderr)
-        return 2
+        if is_root:
+            failure.record(args.output_dir, "; ".join(problems), digest)
+        return failure.PERMANENT
+    return _train(args, spec, digest)
+
+
+def _train(args: argparse.Namespace, spec: specs.RunSpec, digest: str) -> int:
+    """Join the launcher's world and train ``spec``."""
+    from hpcdl.train.checkpoint import ResumeError
+    from hpcdl.train.context import close_world, open_world
+    from hpcdl.train.parallel import StrategyError
+    from hpcdl.train.trainer import Trainer
+
     die_with_launcher()  # an orphaned rank would train on for nothing after mpirun is killed
     ctx = open_world(detect(), spec.train.device)
     try:
         summary = Trainer(ctx, spec, args.data_dir, args.output_dir).fit()
-    except (workloads.DataError, ResumeError) as exc:
+    except (workloads.DataError, ResumeError, StrategyError) as exc:
         if ctx.is_root:  # every rank raises the same error
-            print(f"hpcdl train: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ResumeError) else 1
+            for line in str(exc).splitlines():
+                print(f"hpcdl train: error: {line}", file=sys.stderr)
+            failure.record(args.output_dir, str(exc), digest)
+        return failure.PERMANENT
     finally:
         close_world(ctx)
-    if ctx.is_root:
-        best = "—" if summary.best is None else f"{summary.best:.4f}"
-        print(f"{summary.status}: best {summary.target_key} {best} after {summary.epochs_run} epochs,"
-              f" {summary.time_to_train_s:.1f}s on {summary.world_size} x {summary.device}", flush=True)
-    return 1 if summary.status == "diverged" else 0
+    if not ctx.is_root:
+        return failure.PERMANENT if summary.status == "diverged" else 0
+    if summary.status == "diverged":
+        failure.record(args.output_dir, f"the run diverged in epoch {summary.epochs_run} (training loss not"
+                       " finite); change its settings and delete its checkpoint to train again", digest)
+        return failure.PERMANENT
+    failure.clear(args.output_dir)
+    best = "—" if summary.best is None else f"{summary.best:.4f}"
+    print(f"{summary.status}: best {summary.target_key} {best} after {summary.epochs_run} epochs,"
+          f" {summary.time_to_train_s:.1f}s on {summary.world_size} x {summary.device}", flush=True)
+    return 0

@@ -5,7 +5,8 @@ optimiser, resume), then per epoch :meth:`train_epoch`, :meth:`evaluate` and
 :meth:`save_epoch`, and writes the :class:`~hpcdl.records.RunSummary`. It owns its random
 streams (``torch.Generator`` seeded from the run seed, epoch and rank) and its MLPerf logger, and
 uses only the process group in its context, so several trainings can run one after another in a
-process or side by side on sub-groups. Rank 0 of the context writes every file, atomically.
+process or side by side on sub-groups. Rank 0 of the context writes every file, atomically (the
+TensorBoard event file, :mod:`~hpcdl.train.scalars`, grows as TensorBoard expects).
 
 A run that reaches its workload's target stops with status ``success`` (or runs on, with
 ``stop_at_target`` false); one that runs out of epochs ends ``aborted``; ``patience`` epochs
@@ -31,6 +32,7 @@ from hpcdl.train import checkpoint, data, inventory, parallel
 from hpcdl.train.context import TrainContext
 from hpcdl.train.evaluate import evaluate
 from hpcdl.train.mllog import MLLog, log_submission
+from hpcdl.train.scalars import Scalars
 from hpcdl.train.schedule import Schedule, optimizer
 from hpcdl.train.spec import RunSpec
 from hpcdl.train.step import place_model, train_step
@@ -53,6 +55,7 @@ class Trainer:
         self.best = math.nan
         self.staging_s = 0.0
         self.diverged = False
+        self.scalars: Scalars | None = None  # rank 0's TensorBoard event file, opened by setup
 
     # -- setup ---------------------------------------------------------------------------------
     def _generator(self, *stream: int) -> torch.Generator:
@@ -118,6 +121,8 @@ class Trainer:
         if state is None:
             self.log.start(constants.RUN_START)
         self.log.flush()
+        # a resumed run's TensorBoard curves go on from its checkpoint, dropping later epochs
+        self.scalars = Scalars(self.run_dir, None if state is None else self.start_epoch + 1) if ctx.is_root else None
         self.run_start = time.perf_counter() - elapsed_before
 
     def _stage(self, target: Path) -> None:
@@ -240,6 +245,8 @@ class Trainer:
                 checkpoint.save(ckpt, state)
             self._write_metrics()
             self.log.flush()
+            if self.scalars is not None:
+                self.scalars.epoch(record)
         print(f"hpcdl train: error: epoch {record.epoch}: training loss is not finite (diverged);"
               " check the labels and lower the learning rate", file=sys.stderr, flush=True)
 
@@ -284,6 +291,8 @@ class Trainer:
                                                     now - self.run_start, values))
             self.save_epoch()
             self._report(self.history[-1])
+            if self.scalars is not None:
+                self.scalars.epoch(self.history[-1])
             if self._should_stop():
                 break
         if status != "diverged" and self.history:
@@ -326,6 +335,8 @@ class Trainer:
             metric_names=[f"val_{n}" for n in self.workload.metrics()],
             mlperf_benchmark=self.workload.mlperf_benchmark, spec=self.spec.as_dict(), test=test, tallies=tallies,
         )
+        if self.scalars is not None:
+            self.scalars.close()
         if ctx.is_root:
             # metrics.jsonl again: a resumed run may end before its first epoch (already converged)
             self._write_metrics()
