@@ -159,7 +159,7 @@ def write_system(directory: Path, name: str, **changes: Any) -> Path:
 
 
 @pytest.mark.parametrize(("name", "changes", "needle"), [
-    ("DGXA100_4x8x1", {"walltime": "2h"}, "walltime: '2h' is not of type 'integer'"),
+    ("DGXA100_4x8x1", {"walltime": "2h"}, "walltime: '2h': not an integer"),
     ("DGXA100_4x8x1", {"nodes": 2}, "says nodes x tasks_per_node x batch_size = 4x8x1 but the file sets 2x8x1"),
     ("DGXA100_2x8x1", {}, "name 'DGXA100_4x8x1' does not match the file name 'DGXA100_2x8x1'"),
     ("DGXA100_4x8x1", {"gpus_per_node": 4}, "tasks_per_node 8 is more ranks per node than its gpus_per_node 4"),
@@ -428,7 +428,7 @@ def test_dgxa100_strong_and_weak_under_srun_pyxis(tmp_path):
                               "--ntasks-per-node=8", "--mpi=pmix", "--gpus-per-task=1"]
         assert "--container-image=ghcr.io#hpcdl/hpcdl:0.1.0" in launch
         train = shlex.split(train_command(shell).split(" hpcdl train ", 1)[1])
-        assert [w for w in train if w.startswith("--")] == ["--spec", "--data-dir", "--output-dir"]
+        assert [w for w in train if w.startswith("--")] == ["--spec", "--data-dir", "--output-dir", "--attempt"]
         assert train[train.index("--output-dir") + 1] == f"{results}/runs/{run}"
         assert spec["workload"] == "cosmoflow" and spec["params"] == {"dropout": 0.0, "target_mae": 0.124}
         t = spec["train"]
