@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from hpcdl.distributed import DistEnv, PORT_BASE, detect, expand_nodelist
+from hpcdl.distributed import DistEnv, PORT_BASE, cpu_thread_defaults, detect, expand_nodelist, launcher_rank
 
 
 def test_nodelist_expansion() -> None:
@@ -71,3 +71,26 @@ def test_die_with_launcher_only_under_open_mpi() -> None:
     assert _python(code).stdout == "alive\n"  # a plain process keeps running, whoever its parent
     # Under Open MPI the request is made; the parent (this test) is alive, so the rank runs on.
     assert _python(code, OMPI_COMM_WORLD_RANK="0").stdout == "alive\n"
+
+
+def test_launcher_rank_without_communication() -> None:
+    assert launcher_rank({"RANK": "3", "OMPI_COMM_WORLD_RANK": "1"}) == 3
+    assert launcher_rank({"OMPI_COMM_WORLD_RANK": "1", "SLURM_PROCID": "5"}) == 1
+    assert launcher_rank({"SLURM_PROCID": "5"}) == 5
+    assert launcher_rank({}) == 0
+
+
+def test_cpu_threads_wait_passively_unless_told() -> None:
+    env: dict[str, str] = {}
+    cpu_thread_defaults(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    told = {"OMP_WAIT_POLICY": "ACTIVE"}
+    cpu_thread_defaults(told)
+    assert told == {"OMP_WAIT_POLICY": "ACTIVE"}
+
+
+def test_train_sets_thread_defaults_before_torch() -> None:
+    # libgomp reads OMP_WAIT_POLICY once, when torch loads it: hpcdl train must not import torch first
+    code = "import sys, hpcdl.cli, hpcdl.train.run; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

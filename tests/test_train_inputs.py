@@ -122,7 +122,8 @@ def test_cli_stops_before_training(tmp_path: Path) -> None:
                      " reconvert them or fix the file lists"
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
     # bad data fails again on a retry: recorded, so a later attempt stops at once
-    assert "reconvert them or fix the file lists" in json.loads((tmp_path / "run" / "failed.json").read_text())["reason"]
+    record = json.loads((tmp_path / "run" / "failed.json").read_text())
+    assert "reconvert them or fix the file lists" in record["reason"]
 
 
 # --- resume -------------------------------------------------------------------------------------
@@ -176,7 +177,8 @@ def test_resume_refuses_other_data(trained: tuple[Path, Path], tmp_path: Path) -
     other = write_dataset(tmp_path / "other", seed=1, train=7)  # one sample fewer
     shutil.copytree(run, tmp_path / "run")
     err = train(other, tmp_path / "run", *FLAGS, "--epochs", "2", "--seed", "1", code=2)
-    assert refusal(err, tmp_path / "run")[1] == "train.seed 0 -> 1; data: the train split has 7 samples, the checkpoint's 8"
+    assert refusal(err, tmp_path / "run")[1] == ("train.seed 0 -> 1; data: the train split has 7 samples,"
+                                                 " the checkpoint's 8")
     # --no-resume starts over in the same directory
     train(other, tmp_path / "run", *FLAGS, "--no-resume")
     assert checkpoint.load(tmp_path / "run" / "checkpoint.pt")["fingerprint"]["data"]["train"]["samples"] == 7

@@ -64,10 +64,12 @@ def pick_device(choice: str, local_rank: int) -> torch.device:
 
 def cpu_threads(local_world_size: int) -> int:
     """Intra-op threads per CPU rank: this process's cores shared by the node's ranks, so ranks do
-    not oversubscribe the cores (``OMP_NUM_THREADS``, when set, decides instead)."""
+    not oversubscribe the cores. ``OMP_NUM_THREADS`` can only lower it: a scheduler sets it for a
+    whole job (Snakemake: the rule's threads), not for each of its ranks."""
+    share = max(1, len(os.sched_getaffinity(0)) // max(1, local_world_size))
     if os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    return max(1, len(os.sched_getaffinity(0)) // max(1, local_world_size))
+        return min(share, torch.get_num_threads())
+    return share
 
 
 def open_world(env: DistEnv, device_choice: str) -> TrainContext:

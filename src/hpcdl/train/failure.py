@@ -19,6 +19,7 @@ removes the record.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -66,4 +67,5 @@ def recorded(run_dir: Path, digest: str) -> str | None:
 
 def clear(run_dir: Path) -> None:
     """Remove the record (attempt 1 of a request, or a completed run)."""
-    (run_dir / NAME).unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # no record, or no run directory yet
+        (run_dir / NAME).unlink()

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from hpcdl import settings, workloads
-from hpcdl.distributed import detect, die_with_launcher, launcher_rank
+from hpcdl.distributed import cpu_thread_defaults, detect, die_with_launcher, launcher_rank
 from hpcdl.train import failure
 from hpcdl.train import spec as specs
 from hpcdl.train.config import TrainConfig
@@ -111,6 +111,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, spec: specs.RunSpec, digest: str) -> int:
     """Join the launcher's world and train ``spec``."""
+    cpu_thread_defaults()  # before torch loads the OpenMP runtime, which reads it once
     from hpcdl.train.checkpoint import ResumeError
     from hpcdl.train.context import close_world, open_world
     from hpcdl.train.parallel import StrategyError
