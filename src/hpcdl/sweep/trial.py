@@ -48,7 +48,11 @@ class Where:
 
 
 def setup_worker(device_choice: str, local_world_size: int) -> None:
-    """Per worker process: CPU threads shared by the node's workers (no oversubscription)."""
+    """Per worker process: CPU threads shared by the node's workers (no oversubscription), and
+    sleeping rather than spinning between parallel regions (set before torch loads OpenMP)."""
+    from hpcdl.distributed import cpu_thread_defaults
+
+    cpu_thread_defaults()
     import torch
 
     from hpcdl.train.context import cpu_threads, pick_device
