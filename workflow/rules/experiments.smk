@@ -10,7 +10,7 @@ use rule train as experiment_train with:
     wildcard_constraints:
         # Only the configured experiment runs; "(?!)" matches nothing when there are none.
         run="|".join(re.escape(run) for run in EXPERIMENT_RUNS) or "(?!)",
-    threads: EXPERIMENT_THREADS
+    threads: P.experiment_threads
     resources:
         tasks=lambda wc: EXPERIMENT_RUNS[wc.run].resources["tasks"],
         nodes=lambda wc: EXPERIMENT_RUNS[wc.run].resources["nodes"],
@@ -24,7 +24,7 @@ use rule train as experiment_train with:
         data=training_data,
         out=lambda wc, output: os.path.dirname(output.done),
         launch=lambda wc: EXPERIMENT_RUNS[wc.run].launch,
-        preflight=preflight_step(EXPERIMENT_RUNS),
+        preflight=get_preflight,
 
 
 ruleorder: experiment_train > train

@@ -8,11 +8,11 @@
 
 rule sweep:
     input:
-        done=sweep_targets,
+        done=get_sweep_target,
     output:
         index=report(
             # without a sweep: section the input function stops with the reason first
-            f"{RESULTS}/report/sweeps/{SWEEP.options.name if SWEEP else 'sweep'}/index.html",
+            f"{RESULTS}/report/sweeps/{SWEEP.sweep.options.name if SWEEP else 'sweep'}/index.html",
             caption="../report/sweep.rst",
             category="Hyperparameter sweep",
         ),
@@ -21,7 +21,7 @@ rule sweep:
     conda:
         "../envs/hpcdl.yaml"
     params:
-        sweep=lambda wc: sweep_dir(),
+        sweep=lambda wc: SWEEP.dir,
         out=lambda wc, output: os.path.dirname(output.index),
     shell:
         "hpcdl sweep-report {params.sweep:q} --output {params.out:q} > {log:q} 2>&1"
@@ -31,13 +31,13 @@ if SWEEP is not None:
 
     rule sweep_plan:
         output:
-            f"{sweep_dir()}/sweep.json",
+            f"{SWEEP.dir}/sweep.json",
         log:
             f"{RESULTS}/logs/sweep/plan.log",
         conda:
             "../envs/hpcdl.yaml"
         params:
-            definition=json.dumps(SWEEP.as_dict(), sort_keys=True),
+            definition=json.dumps(SWEEP.sweep.as_dict(), sort_keys=True),
         shell:
             "hpcdl sweep-plan {output:q} --json {params.definition:q} > {log:q} 2>&1"
 
@@ -46,42 +46,44 @@ if SWEEP is not None:
     rule sweep_run:
         input:
             data=training_inputs(),
-            definition=f"{sweep_dir()}/sweep.json",
+            definition=f"{SWEEP.dir}/sweep.json",
         output:
-            done=f"{sweep_dir()}/done/all.json",
+            done=f"{SWEEP.dir}/done/all.json",
         log:
             f"{RESULTS}/logs/sweep/run.log",
         retries: PLACEMENT.retries
         conda:
             "../envs/hpcdl.yaml"
-        threads: SWEEP.options.tasks if SWEEP.options.backend == "local" else 1
+        threads: SWEEP.sweep.options.tasks if SWEEP.sweep.options.backend == "local" else 1
         resources:
             **(
-                resources_of(SWEEP.options.tasks, SWEEP.options.nodes, gpus=True)
-                if SWEEP.options.backend == "mpi"
-                else resources_of(1)
+                P.resources(
+                    SWEEP.sweep.options.tasks, SWEEP.sweep.options.nodes, gpus=True
+                )
+                if SWEEP.sweep.options.backend == "mpi"
+                else P.resources(1)
             ),
         params:
             data=training_data,
             out=lambda wc, input: os.path.dirname(input.definition),
             launch=(
-                launch(
-                    SWEEP.options.tasks,
-                    SWEEP.options.nodes,
-                    readonly=[data_dir()],
+                P.launch(
+                    SWEEP.sweep.options.tasks,
+                    SWEEP.sweep.options.nodes,
+                    readonly=[DATA.dir],
                     gpus=True,
                 )
-                if SWEEP.options.backend == "mpi"
-                else launch(1, readonly=[data_dir()], gpus=True)
+                if SWEEP.sweep.options.backend == "mpi"
+                else P.launch(1, readonly=[DATA.dir], gpus=True)
             ),
             runs=f"{RESULTS}/runs",
-            workers=SWEEP.options.tasks,
+            workers=SWEEP.sweep.options.tasks,
         shell:
             "{params.launch} hpcdl sweep --definition {input.definition:q}"
             " --data-dir {params.data:q} --output-dir {params.out:q} --runs-dir {params.runs:q}"
             + (
                 " --workers {params.workers:q}"
-                if SWEEP.options.backend == "local"
+                if SWEEP.sweep.options.backend == "local"
                 else ""
             )
             + " --done {output.done:q} > {log:q} 2>&1"
@@ -91,10 +93,10 @@ if SWEEP is not None:
     rule sweep_element:
         input:
             data=training_inputs(),
-            definition=f"{sweep_dir()}/sweep.json",
-            before=sweep_rung_inputs,
+            definition=f"{SWEEP.dir}/sweep.json",
+            before=get_rung_before,
         output:
-            done=f"{sweep_dir()}/done/r{{rung}}_e{{element}}.json",
+            done=f"{SWEEP.dir}/done/r{{rung}}_e{{element}}.json",
         log:
             f"{RESULTS}/logs/sweep/r{{rung}}_e{{element}}.log",
         wildcard_constraints:
@@ -104,12 +106,12 @@ if SWEEP is not None:
         conda:
             "../envs/hpcdl.yaml"
         resources:
-            **one_rank_resources(gpus=True),
+            **P.one_rank_resources(gpus=True),
         params:
             data=training_data,
             out=lambda wc, input: os.path.dirname(input.definition),
-            launch=launch(1, readonly=[data_dir()], gpus=True),
-            elements=lambda wc: sweep_elements(int(wc.rung)),
+            launch=P.launch(1, readonly=[DATA.dir], gpus=True),
+            elements=lambda wc: SWEEP.elements(int(wc.rung)),
             runs=f"{RESULTS}/runs",
         shell:
             "{params.launch} hpcdl sweep --definition {input.definition:q}"
@@ -120,10 +122,10 @@ if SWEEP is not None:
     # A rung is closed once every point of it has a result: the next rung's jobs wait on this.
     rule sweep_rung:
         input:
-            jobs=sweep_rung_jobs,
-            definition=f"{sweep_dir()}/sweep.json",
+            jobs=get_rung_jobs,
+            definition=f"{SWEEP.dir}/sweep.json",
         output:
-            done=f"{sweep_dir()}/done/rung{{rung}}.json",
+            done=f"{SWEEP.dir}/done/rung{{rung}}.json",
         log:
             f"{RESULTS}/logs/sweep/rung{{rung}}.log",
         wildcard_constraints:
@@ -144,10 +146,10 @@ if SWEEP is not None:
     rule sweep_lsf_array:
         input:
             data=training_inputs(),
-            definition=f"{sweep_dir()}/sweep.json",
-            before=sweep_rung_inputs,
+            definition=f"{SWEEP.dir}/sweep.json",
+            before=get_rung_before,
         output:
-            done=f"{sweep_dir()}/done/r{{rung}}_a{{array}}.json",
+            done=f"{SWEEP.dir}/done/r{{rung}}_a{{array}}.json",
         log:
             f"{RESULTS}/logs/sweep/r{{rung}}_a{{array}}.log",
         wildcard_constraints:
@@ -157,13 +159,13 @@ if SWEEP is not None:
         conda:
             "../envs/hpcdl.yaml"
         resources:
-            **one_rank_resources(gpus=True),
-            lsf_array=sweep_lsf_array_size,
+            **P.one_rank_resources(gpus=True),
+            lsf_array=lambda wc: SWEEP.lsf_array_size(int(wc.rung), int(wc.array)),
         params:
             data=training_data,
             out=lambda wc, input: os.path.dirname(input.definition),
-            launch=launch(1, readonly=[data_dir()], gpus=True),
-            elements=lambda wc: sweep_elements(int(wc.rung)),
+            launch=P.launch(1, readonly=[DATA.dir], gpus=True),
+            elements=lambda wc: SWEEP.elements(int(wc.rung)),
             offset=lambda wc: int(wc.array) * LSF_ARRAY_MAX,
             runs=f"{RESULTS}/runs",
         shell:

@@ -7,7 +7,7 @@ rule spec:
     conda:
         "../envs/hpcdl.yaml"
     params:
-        settings=run_settings,
+        settings=get_run_settings,
     shell:
         "hpcdl spec {output:q} --json {params.settings:q} > {log} 2>&1"
 
@@ -33,14 +33,14 @@ rule train:
     conda:
         "../envs/hpcdl.yaml"
     resources:
-        **resources_of(PLACEMENT.tasks, PLACEMENT.nodes, gpus=True),
+        **P.resources(PLACEMENT.tasks, PLACEMENT.nodes, gpus=True),
         attempt=lambda wc, attempt: attempt,
     params:
         data=training_data,
         out=lambda wc, output: os.path.dirname(output.done),
-        launch=TRAIN_LAUNCH,
+        launch=P.train_launch,
         # preflight.enabled: every rank of the allocation checked before any trains
-        preflight=preflight_step(),
+        preflight=get_preflight,
     shell:
         "({params.preflight}{params.launch} hpcdl train --spec {input.spec:q}"
         " --data-dir {params.data:q} --output-dir {params.out:q} --attempt {resources.attempt})"
