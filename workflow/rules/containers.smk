@@ -13,4 +13,4 @@ rule enroot_import:
     params:
         image=config["execution"].get("image", ""),
     shell:
-        "hpcdl container import {params.image:q} {output:q} > {log} 2>&1"
+        "hpcdl container import {params.image:q} {output:q} > {log:q} 2>&1"

@@ -20,4 +20,4 @@ rule results:
         run=lambda wc, input: os.path.dirname(input.run),
         out=lambda wc, output: os.path.dirname(output.index),
     shell:
-        "hpcdl results {params.run:q} {input.published:q} --output {params.out:q} > {log} 2>&1"
+        "hpcdl results {params.run:q} {input.published:q} --output {params.out:q} > {log:q} 2>&1"

@@ -9,7 +9,7 @@ rule spec:
     params:
         settings=get_run_settings,
     shell:
-        "hpcdl spec {output:q} --json {params.settings:q} > {log} 2>&1"
+        "hpcdl spec {output:q} --json {params.settings:q} > {log:q} 2>&1"
 
 
 rule train:
