@@ -5,6 +5,7 @@ experiment; the run page and the experiment's page are checked in headless Chrom
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,20 @@ def test_mixup_experiment_page(pipeline: Path, tmp_path: Path) -> None:
     assert "train − validation accuracy" in seen["text"]  # the gap, from the clean training-set metrics
     assert seen["images"] >= 2 and seen["decoded"] == seen["images"]
     assert all(name in seen["text"] for name in names)
+
+
+@pytest.mark.slow
+def test_snakemake_report_of_the_classify_config(pipeline: Path, tmp_path: Path) -> None:
+    """``snakemake --report`` with the config the run was made with: the run's page and figures,
+    captioned for this workload, beside the index."""
+    config = pipeline.parent / "config.yaml"
+    out = tmp_path / "report.zip"
+    result = run_tool([str(BIN / "snakemake"), "--profile", "profiles/local", "--configfile",
+                       "config/classify.yaml", str(config), "--report", str(out)], cwd=REPO, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    with zipfile.ZipFile(out) as archive:
+        names = {Path(name).name for name in archive.namelist()}
+        page = archive.read("report/report.html").decode()
+    assert {"tiny-classify.html", "index.html", "val_accuracy.png", "loss.png"} <= names
+    assert "classify</tt> workload" in page and "Validation accuracy" in page
+    assert "cosmological" not in page
