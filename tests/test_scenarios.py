@@ -26,7 +26,7 @@ EXPECTED = {
     "config-tiny": {"spec": 1, "synth": 1, "convert": 2, "lists": 2, "train": 1, "run_page": 1, "index": 1},
     "config-staged": {"spec": 1, "convert": 2, "train": 1},
     "config-slurm-pyxis": {"spec": 5, "experiment_train": 4, "train": 1, "experiment": 2},
-    "config-classify": {"arrays": 1, "spec": 5, "experiment_train": 4, "train": 1, "run_page": 1, "index": 1, "experiment": 1},
+    "config-classify": {"arrays": 1, "spec": 5, "experiment_train": 4, "train": 1, "run_page": 5, "index": 1, "experiment": 1},
     "config-sweep": {"arrays": 1, "sweep_plan": 1, "sweep_element": 4, "sweep_rung": 2, "sweep": 1},
     "config-study": {"synth": 1, "spec": 8, "experiment_train": 8, "experiment": 1},
     "config-segment": {"cells": 1, "spec": 1, "train": 1, "run_page": 1, "index": 1},

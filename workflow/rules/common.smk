@@ -91,8 +91,9 @@ def get_preflight(wildcards):
     return P.preflight_step(wildcards.run)
 
 
-def get_experiment_runs(wildcards):
-    return [f"{RESULTS}/runs/{r}/run.json" for r in EXPERIMENTS[wildcards.name].runs]
+def get_experiment_pages_of_runs(wildcards):
+    """Each run's page (so the index links it), which waits for the run itself."""
+    return [f"{RESULTS}/report/{r}.html" for r in EXPERIMENTS[wildcards.name].runs]
 
 
 def get_experiment_arms(wildcards):

@@ -32,7 +32,7 @@ ruleorder: experiment_train > train
 
 rule experiment:
     input:
-        runs=get_experiment_runs,
+        pages=get_experiment_pages_of_runs,
     output:
         index=report(
             f"{RESULTS}/report/experiments/{{name}}/index.html",
