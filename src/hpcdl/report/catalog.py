@@ -54,6 +54,8 @@ class RunRow:
     finished: float | None
     page: str | None  # link to the run's page, relative to the index
     groups: tuple[str, ...] = ()
+    # ran a fixed number of epochs (train.stop_at_target false): "aborted" is its plan, not a miss
+    fixed_epochs: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def complete_run(directory: Path, index: Index) -> tuple[RunRow, dict[str, Any] 
         test=_test(summary.test, summary.target["metric"]), epochs=summary.epochs_run,
         time_to_train_s=summary.time_to_train_s, throughput=run.throughput,
         world_size=summary.world_size, strategy=strategy if isinstance(strategy, str) else None,
+        fixed_epochs=isinstance(train, dict) and train.get("stop_at_target") is False,
         started=finished - summary.time_to_train_s - summary.staging_s, finished=finished, page=None,
     ), {**curve(epochs), "t": target} if epochs else None
 

@@ -253,8 +253,12 @@ def _num(value: Any, text: str) -> str:
     return f'<td class="num" data-v="{v}">{escape(text)}</td>'
 
 
-def _status(status: str) -> str:
-    return badge("running / incomplete", None) if status == INCOMPLETE else badge(status, status == "success")
+def _status(row: RunRow) -> str:
+    if row.status == INCOMPLETE:
+        return badge("running / incomplete", None)
+    if row.status == "aborted" and row.fixed_epochs:  # an experiment's or sweep's fixed-length run
+        return badge("aborted: fixed epochs", None)
+    return badge(row.status, row.status == "success")
 
 
 def _target(target: dict[str, Any] | None) -> str:
@@ -275,7 +279,7 @@ def run_row(row: RunRow) -> str:
             if row.test else _num(None, "—"))
     cells = [
         f'<td><input type="checkbox" class="pick" value="{name}" aria-label="overlay {name}"></td>',
-        f"<td>{link}</td>", f"<td>{escape(row.workload or '—')}</td>", f'<td class="wrap">{_status(row.status)}</td>',
+        f"<td>{link}</td>", f"<td>{escape(row.workload or '—')}</td>", f'<td class="wrap">{_status(row)}</td>',
         f"<td>{escape(_target(row.target))}</td>", _num(row.best, fmt_number(row.best)), f"<td>{reached}</td>",
         test, _num(row.epochs, fmt_number(row.epochs)), _num(row.time_to_train_s, fmt_seconds(row.time_to_train_s)),
         _num(row.throughput, fmt_number(row.throughput)), _num(row.world_size, fmt_number(row.world_size)),
