@@ -29,7 +29,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"{FASHION} missing: install Debian's dataset-fashion-mnist (make deps)")
     root = tmp_path_factory.mktemp("classify")
     config = root / "config.yaml"
-    config.write_text(yaml.safe_dump({**yaml.safe_load(SCENARIO.read_text()), "results": str(root / "results")}))
+    config.write_text(yaml.safe_dump({**yaml.safe_load(SCENARIO.read_text()), "results": str(root / "results")},
+                                     sort_keys=False))  # the arms in their order
     result = run_tool([str(BIN / "snakemake"), "all", "experiments", "--profile", "profiles/local",
                        "--configfile", "config/classify.yaml", str(config)], cwd=REPO, timeout=1200)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]

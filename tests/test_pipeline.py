@@ -108,8 +108,8 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: tuple[Path, Path, str])
     assert "MLPerf compliance" in (report / f"{RUN}.html").read_text()
     for fig in FIGURE_TITLES:
         assert (report / RUN / f"{fig}.png").read_bytes().startswith(PNG_MAGIC)
-    for log in ("synth.log", "convert/synth_npy_train.log", "lists/synth_validation.log",
-                f"spec/{RUN}.log", f"train/{RUN}.log", "report.log"):
+    for log in ("synth.log", "convert/npy_train.log", "lists/validation.log",
+                f"spec/{RUN}.log", f"train/{RUN}.log", f"report/{RUN}.log", "report/index.log"):
         assert (results / "logs" / log).is_file(), log
 
 

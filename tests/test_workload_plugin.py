@@ -180,4 +180,8 @@ def test_a_workload_with_its_own_data_stage_trains_through_the_workflow(tmp_path
     bad.write_text(yaml.safe_dump({"results": str(results), "workload": "blobs", "blobs_data": {"samples": 1}}))
     result = run_tool([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", str(bad)], cwd=REPO, **env)
     assert result.returncode != 0
-    assert "invalid data settings in the config:\nblobs_data.samples must be >= 4, got 1" in result.stdout + result.stderr
+    assert f"invalid config:\n{bad}: blobs_data.samples: 1: below the minimum 4" in result.stdout + result.stderr
+    # and a key the plugin does not declare is refused like any other unknown key
+    bad.write_text(yaml.safe_dump({"results": str(results), "workload": "blobs", "blobs_data": {"smaples": 8}}))
+    result = run_tool([str(BIN / "snakemake"), "-n", "--cores", "1", "--configfile", str(bad)], cwd=REPO, **env)
+    assert result.returncode != 0 and "blobs_data.smaples: unknown key; did you mean 'samples'?" in result.stdout

@@ -24,7 +24,7 @@ import yaml
 from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 
-from hpcdl import schemas
+from hpcdl import schemas, settings
 from hpcdl.settings import did_you_mean
 
 # Problem lines shown at most; more are counted on one last line.
@@ -202,13 +202,17 @@ def section_defaults(config: dict[str, Any], schema: Path) -> None:
 
 def check(config: dict[str, Any], schema: Path | str,
           origins: Sequence[tuple[str, Mapping[str, Any]]] = (),
-          choices: Mapping[str, Sequence[str]] | None = None) -> None:
-    """Check ``config`` against ``schema`` (``choices``: allowed values of top-level keys known only
-    now, see :func:`hpcdl.schemas.validator`), then fill the top-level sections' defaults.
+          choices: Mapping[str, Sequence[str]] | None = None,
+          sections: Mapping[str, type] | None = None) -> None:
+    """Check ``config`` against ``schema``, then fill the top-level sections' defaults.
 
-    Raises :class:`ConfigError` with one line per problem (see the module docstring).
+    Known only now (see :func:`hpcdl.schemas.validator`): ``choices``, the allowed values of
+    top-level keys; ``sections``, settings classes of top-level sections the schema file does not
+    describe (a plugin workload's). Raises :class:`ConfigError` with one line per problem (see
+    the module docstring).
     """
-    found = problems(schemas.validator(Path(schema), choices), config, origins)
+    extra = {key: settings.schema(cls, f"the {key}: section") for key, cls in (sections or {}).items()}
+    found = problems(schemas.validator(Path(schema), choices, extra), config, origins)
     if found:
         raise ConfigError(found)
     section_defaults(config, Path(schema))

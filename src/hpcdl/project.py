@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ class SweepLayout:
 class Project:
     """One config's runs, data and launch settings, checked (:meth:`load`)."""
 
-    def __init__(self, config: Mapping[str, Any], basedir: str, cores: int) -> None:
+    def __init__(self, config: Mapping[str, Any], basedir: str, cores: Callable[[], int]) -> None:
         self.config = config
         self.results: str = config["results"]
         self.run: str = config["train"]["run_name"]
@@ -104,11 +104,12 @@ class Project:
         self.experiment_specs = {n: self.checked_spec(r.train, r.where, r.params)
                                  for n, r in self.experiment_runs.items()}
         # On this machine an experiment's run has it to itself: concurrent runs would distort timings.
-        self.experiment_threads = cores if self.local else 1
+        # (``cores`` is asked only then: a cluster run may give Snakemake no --cores at all)
+        self.experiment_threads = cores() if self.local else 1
         self.sweep = self._sweep()
 
     @classmethod
-    def load(cls, config: Mapping[str, Any], basedir: str, cores: int,
+    def load(cls, config: Mapping[str, Any], basedir: str, cores: Callable[[], int],
              default_resources: Mapping[str, Any]) -> Project:
         """The checked project of ``config``; a launch setting that cannot work (unknown runtime,
         bad image, missing partition or group, more tasks than the allocation) stops it too."""

@@ -47,14 +47,18 @@ def _load(path: Path) -> dict[str, Any]:
     return schema
 
 
-def validator(path: Path, choices: Mapping[str, Sequence[str]] | None = None) -> Any:
+def validator(path: Path, choices: Mapping[str, Sequence[str]] | None = None,
+              sections: Mapping[str, dict[str, Any]] | None = None) -> Any:
     """A validator of the schema at ``path``, with ``$ref``s to files beside it resolved.
 
-    ``choices``: top-level properties whose allowed values are known only when the check runs
-    (the registered workloads, installed plugins included), added to the schema as ``enum``s."""
+    What is known only when the check runs (the registered workloads, installed plugins
+    included) is added: ``choices``, allowed values of top-level properties, as ``enum``s;
+    ``sections``, schemas of top-level sections the file does not describe."""
     schema = _load(path)
     for key, allowed in (choices or {}).items():
         schema["properties"][key] = {**schema["properties"][key], "enum": list(allowed)}
+    for key, section in (sections or {}).items():
+        schema["properties"].setdefault(key, section)
     cls = jsonschema.validators.extend(jsonschema.validators.validator_for(schema),
                                        {"outputDirectory": _output_directory})
     return cls(schema, registry=Registry(retrieve=_retrieve))

@@ -20,6 +20,7 @@ try:
             workflow.config_settings.config,
         ),
         choices={"workload": list(workloads.REGISTRY)},
+        sections=workloads.config_sections(),
     )
 except configcheck.ConfigError as err:
     raise WorkflowError(str(err))
@@ -31,7 +32,7 @@ def checked_project():
         return Project.load(
             config,
             workflow.basedir,
-            workflow.cores,
+            lambda: workflow.cores,
             {
                 name: resource.raw
                 for name, resource in (

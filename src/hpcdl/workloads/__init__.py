@@ -84,6 +84,16 @@ REGISTRY: dict[str, Entry] = {
 DEFAULT = "cosmoflow"
 
 
+def config_sections() -> dict[str, type]:
+    """Every config section the registered workloads declare, by name: each one's parameters
+    (the section named after it) and its data sections."""
+    sections: dict[str, type] = {}
+    for name, found in REGISTRY.items():
+        sections[name] = found.params
+        sections.update(found.data.sections)
+    return sections
+
+
 def entry(name: str) -> Entry:
     """The registry entry of ``name``; :class:`UnknownWorkload` lists the known names."""
     try:
