@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import BIN, run_tool
-from helpers.browser import harness_result
+from helpers.browser import RESULT_TAIL, harness_result
 from hpcdl import records, workloads
 from hpcdl.report import ReportConfig, catalog, index_page, render
 from test_report import make_run
@@ -273,13 +273,7 @@ window.addEventListener("load", () => {
   result.targets = doc.querySelectorAll("#metric-chart line.target").length;
   result.legend = doc.getElementById("legend").textContent;
   result.hash = win.location.hash;
-  const pre = document.createElement("pre");
-  pre.id = "result";
-  pre.textContent = JSON.stringify(result);
-  document.body.appendChild(pre);
-});
-</script></body></html>
-"""
+""" + RESULT_TAIL
 
 
 @pytest.mark.browser

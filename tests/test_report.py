@@ -22,7 +22,7 @@ from mlperf_logging import mllog
 from mlperf_logging.mllog import constants as c
 
 from conftest import BIN, run_tool
-from helpers.browser import harness_result
+from helpers.browser import RESULT_TAIL, harness_result
 from hpcdl import records
 from hpcdl.report import ReportConfig, compliance, render
 from hpcdl.report.html import fmt_seconds
@@ -341,13 +341,7 @@ window.addEventListener("load", () => {
     result[f.id] = {title: f.contentDocument.title, images: imgs.length,
                     decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length};
   }
-  const pre = document.createElement("pre");
-  pre.id = "result";
-  pre.textContent = JSON.stringify(result);
-  document.body.appendChild(pre);
-});
-</script></body></html>
-"""
+""" + RESULT_TAIL
 
 
 @pytest.mark.browser

@@ -152,10 +152,6 @@ class Project:
             resources["gres"] = "gpu:1"
         return resources
 
-    def trained_runs(self) -> list[str]:
-        """The runs this config trains: its own and its experiments'."""
-        return [self.run, *self.experiment_runs]
-
     def run_settings(self, run: str) -> str:
         """JSON settings of ``run``: an experiment run's, or the config's under that name."""
         spec = self.experiment_specs.get(run, self.spec).as_dict()

@@ -48,6 +48,15 @@ def harness_result(site: Path, harness: str, profile: Path) -> Any:
     return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
 
 
+# The end of a harness whose load handler gathered ``result``: written into <pre id="result">.
+RESULT_TAIL = """  const pre = document.createElement("pre");
+  pre.id = "result";
+  pre.textContent = JSON.stringify(result);
+  document.body.appendChild(pre);
+});
+</script></body></html>
+"""
+
 # A harness for a report page (``.format(page=...)``): what a reader sees once it has loaded: headings, the verdict, images decoded.
 PAGE_HARNESS = """<!DOCTYPE html><html><body><pre id="result"></pre>
 <iframe id="page" src="{page}" style="width:1200px;height:900px"></iframe>
