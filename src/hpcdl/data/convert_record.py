@@ -23,12 +23,10 @@ Both names start with a dot, so ``hpcdl lists`` never lists them.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
 import socket
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -36,14 +34,13 @@ from pathlib import Path
 
 from isal import isal_zlib
 
+from hpcdl import locks
 from hpcdl.atomic import TMP_PREFIX, write_text
 
 RECORD_DIR = ".inputs"
 LOCK_NAME = ".convert.lock"
 _CHUNK = 1 << 22
 SETTLE_NS = 2 * 10**9  # above the coarsest file system timestamp tick (1 s) plus some clock skew
-# flock errors that mean "this file system cannot lock", not "someone else holds the lock".
-_NO_LOCKING = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 
 
 @dataclass(frozen=True)
@@ -196,26 +193,14 @@ def conversion_lock(output_dir: Path, element: int | None = None) -> Iterator[No
 
 @contextlib.contextmanager
 def _flock(path: Path, mode: int, output_dir: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    shared = mode == fcntl.LOCK_SH
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-        except BlockingIOError:
-            words = os.pread(fd, 512, 0).decode("utf-8", "replace").split()
-            pid, host = (words + ["unknown", "unknown"])[:2]
-            who = "a whole conversion" if mode == fcntl.LOCK_SH else "another process"
-            raise ValueError(
-                f"{output_dir} is being converted by {who} (pid {pid} on {host}); wait for it or, if it is dead, rerun"
-            ) from None
-        except OSError as exc:
-            if exc.errno not in _NO_LOCKING:
-                raise
-            print(f"hpcdl convert: warning: cannot lock {path} ({exc.strerror}); "
-                  "concurrent conversions into it are not detected", file=sys.stderr)
-        else:
-            if mode == fcntl.LOCK_EX:  # the holder's name, for the message another process gets
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+            held.enter_context(locks.named_flock(path, shared, f"{os.getpid()} {socket.gethostname()}\n",
+                                                 "hpcdl convert", "concurrent conversions into it are not detected"))
+        except locks.Held as taken:
+            pid, host = (taken.holder.split() + ["unknown", "unknown"])[:2]
+            who = "a whole conversion" if shared else "another process"
+            raise ValueError(f"{output_dir} is being converted by {who} (pid {pid} on {host}); wait for it or,"
+                             " if it is dead, rerun") from None
         yield
-    finally:
-        os.close(fd)

@@ -12,20 +12,16 @@ exclusive holder overwrites it.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from hpcdl import locks
 from hpcdl.atomic import make_dir
 
 LOCK = ".sweep.lock"
-# flock errors that mean "this file system cannot lock", not "someone else holds the lock".
-_NO_LOCKING = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 
 
 class Busy(RuntimeError):
@@ -36,28 +32,13 @@ class Busy(RuntimeError):
 def holding(out: Path, shared: bool) -> Iterator[None]:
     """Hold ``out``'s sweep lock (shared: an array element); :class:`Busy` at once if taken."""
     make_dir(out)
-    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    named = False
-    try:
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
-            raise Busy(f"{out} is in use by {holder or 'array elements of a sweep'}: wait for it to end"
+            held.enter_context(locks.named_flock(
+                out / LOCK, shared, f"sweep pid {os.getpid()} on {socket.gethostname()} since {started}",
+                "hpcdl sweep", "a second sweep on this directory is not detected", clear=True))
+        except locks.Held as taken:
+            raise Busy(f"{out} is in use by {taken.holder or 'array elements of a sweep'}: wait for it to end"
                        " (a killed holder releases the lock)") from None
-        except OSError as exc:
-            if exc.errno not in _NO_LOCKING:
-                raise
-            print(f"hpcdl sweep: warning: cannot lock {out / LOCK} ({exc.strerror}); a second sweep on"
-                  " this directory is not detected", file=sys.stderr)
-        else:
-            os.ftruncate(fd, 0)  # a name still there is a dead holder's
-            if not shared:
-                started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-                os.pwrite(fd, f"sweep pid {os.getpid()} on {socket.gethostname()} since {started}".encode(), 0)
-                named = True
         yield
-    finally:
-        if named:
-            os.ftruncate(fd, 0)
-        os.close(fd)
